@@ -3,3 +3,17 @@
 //!
 //! `main.rs` is thin; everything lives here so tests start the real server by
 //! the same path as the binary.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
