@@ -86,7 +86,7 @@ static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
         .map(|f| Arc::new(Mutex::new(f)));
     let writer = CaptureWriter(buffer.clone(), file);
     let filter = tracing_subscriber::EnvFilter::new(
-        "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,tower_sessions=info,tower_sessions_core=info,fantoccini=info,tungstenite=info",
+        "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,tower_sessions=info,tower_sessions_core=info,fantoccini=info,tungstenite=info,cookie_store=info",
     );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
