@@ -3,3 +3,5 @@
 //!
 //! `main.rs` is thin; everything lives here so tests start the real server by
 //! the same path as the binary.
+
+pub mod launchdarkly;
