@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod connect;
+pub mod oauth;
 pub mod pages;
 pub mod session;
 
@@ -9,7 +10,7 @@ use askama::Template;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
@@ -36,6 +37,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/connect/{token}", get(connect::open_connect_link))
         .route("/settings", get(pages::settings))
+        .route("/oauth/start", post(oauth::start_oauth))
+        .route("/oauth/callback", get(oauth::oauth_callback))
+        .route("/connection/api-token", post(oauth::save_api_token))
+        .route("/connection/disconnect", post(oauth::disconnect))
         .route("/static/{file}", get(assets::serve))
         .fallback(pages::not_found)
         .layer(sessions)
