@@ -15,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod launchdarkly;
 pub mod metrics;
+pub mod simulator;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
