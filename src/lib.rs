@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod launchdarkly;
+pub mod lifecycle;
 pub mod metrics;
 pub mod simulator;
 pub mod startup;
