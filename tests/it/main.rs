@@ -5,3 +5,5 @@
 mod helpers;
 
 mod foundation;
+mod ui;
+mod ui_manifest;
