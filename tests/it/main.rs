@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod browser;
+mod browser_support;
 mod foundation;
 mod ui;
 mod ui_manifest;

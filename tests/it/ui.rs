@@ -19,7 +19,11 @@ pub async fn browser_for(app: &TestApp, tenant: &str) -> reqwest::Client {
         .unwrap();
     let link = app.connect_link(tenant).await;
     let res = browser.get(&link).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "connect link redirects");
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "connect link redirects"
+    );
     assert_eq!(res.headers()[LOCATION], "/settings");
     browser
 }
@@ -83,9 +87,16 @@ async fn every_page_shows_the_product_the_account_and_the_navigation() {
         );
         let html = res.text().await.unwrap();
         assert!(html.contains(heading), "{path} has its heading");
-        assert!(html.contains("Preview Environments"), "{path} names the product");
+        assert!(
+            html.contains("Preview Environments"),
+            "{path} names the product"
+        );
         assert!(html.contains("Tenant acme"), "{path} names the account");
-        for nav in ["href=\"/settings\"", "href=\"/environments\"", "href=\"/activity\""] {
+        for nav in [
+            "href=\"/settings\"",
+            "href=\"/environments\"",
+            "href=\"/activity\"",
+        ] {
             assert!(html.contains(nav), "{path} links {nav}");
         }
         // The current tab is announced to assistive technology.
@@ -121,7 +132,10 @@ async fn pages_are_served_with_a_strict_content_security_policy() {
     let browser = browser_for(&app, "acme").await;
     for path in ["/settings", "/environments", "/activity", "/nope"] {
         let res = browser.get(app.url(path)).send().await.unwrap();
-        let csp = res.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+        let csp = res.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
@@ -135,7 +149,10 @@ async fn pages_are_served_with_a_strict_content_security_policy() {
         assert!(!html.contains("style=\""), "{path} has an inline style");
         assert!(!html.contains("<style"), "{path} has a style element");
         assert!(!html.contains("src=\"http"), "{path} loads from elsewhere");
-        assert!(!html.contains("href=\"http"), "{path} links a third-party asset");
+        assert!(
+            !html.contains("href=\"http"),
+            "{path} links a third-party asset"
+        );
     }
 }
 
@@ -156,11 +173,19 @@ async fn static_assets_are_served_from_our_origin_with_their_types() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{file}");
         assert!(
-            res.headers()[CONTENT_TYPE].to_str().unwrap().starts_with(kind),
+            res.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
             "{file}"
         );
     }
-    let res = app.client.get(app.url("/static/../Cargo.toml")).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/static/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
@@ -170,7 +195,10 @@ async fn a_browser_without_a_connect_link_gets_a_friendly_page() {
     for path in ["/settings", "/environments", "/activity", "/"] {
         let (status, html) = page(&app.client, &app, path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
-        assert!(html.contains("connect link"), "{path} explains how to get in");
+        assert!(
+            html.contains("connect link"),
+            "{path} explains how to get in"
+        );
         assert!(html.contains("<h1"), "{path} is a page, not a bare error");
     }
     // A used or unknown link says so.
@@ -219,8 +247,17 @@ async fn a_form_posted_without_its_csrf_token_is_refused_and_changes_nothing() {
             "/environments/pr-1/recreate",
             "/environments/pr-1/keys",
         ] {
-            let res = browser.post(app.url(path)).form(&form).send().await.unwrap();
-            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path} with {forged:?}");
+            let res = browser
+                .post(app.url(path))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} with {forged:?}"
+            );
             let html = res.text().await.unwrap();
             assert!(html.contains("did not come from this site"), "{path}");
         }
@@ -274,9 +311,15 @@ async fn the_connection_card_shows_the_account_and_how_it_is_connected() {
     let browser = browser_for(&app, "acme").await;
     let (_, html) = page(&browser, &app, "/settings").await;
     assert!(html.contains("Not connected"));
-    assert!(html.contains("Use an API access token instead") || html.contains("Connect with an API access token"));
+    assert!(
+        html.contains("Use an API access token instead")
+            || html.contains("Connect with an API access token")
+    );
     assert!(html.contains("action=\"/connection/api-token\""));
-    assert!(html.contains("createEnvironment"), "least-privilege guidance");
+    assert!(
+        html.contains("createEnvironment"),
+        "least-privilege guidance"
+    );
 
     connect_fake_account(&app, "acme", "Acme LD").await;
     let (_, html) = page(&browser, &app, "/settings").await;
@@ -285,7 +328,10 @@ async fn the_connection_card_shows_the_account_and_how_it_is_connected() {
     assert!(html.contains("via an API access token"));
     assert!(html.contains("action=\"/connection/disconnect\""));
     assert!(html.contains("Yes, disconnect"));
-    assert!(!html.contains("api-00000000-fake-token"), "the token is never shown");
+    assert!(
+        !html.contains("api-00000000-fake-token"),
+        "the token is never shown"
+    );
 
     connections::mark_needs_reconnect(&app.db, &TenantId::parse("acme").unwrap(), app.now())
         .await
@@ -304,9 +350,14 @@ async fn activity_lists_the_audit_log_newest_first_a_page_at_a_time() {
         let mut event = NewAuditEvent::new("api:vendor-backend", "environment.deleted");
         let eph = format!("pr-{i:02}");
         event.ephemeral_id = Some(&eph);
-        audit::record(&app.db, &tenant, app.now() + chrono::Duration::seconds(i), event)
-            .await
-            .unwrap();
+        audit::record(
+            &app.db,
+            &tenant,
+            app.now() + chrono::Duration::seconds(i),
+            event,
+        )
+        .await
+        .unwrap();
     }
     let browser = browser_for(&app, "acme").await;
     let (status, html) = page(&browser, &app, "/activity").await;
@@ -328,7 +379,10 @@ async fn activity_lists_the_audit_log_newest_first_a_page_at_a_time() {
     assert!(older.contains("pr-05") && older.contains("pr-00"));
     assert!(!older.contains("pr-29"));
     assert!(older.contains("tenant.created") || older.contains("Account registered"));
-    assert!(!older.contains("activity?before="), "no page after the last");
+    assert!(
+        !older.contains("activity?before="),
+        "no page after the last"
+    );
     // A garbled cursor is the first page, not an error.
     let (status, _) = page(&browser, &app, "/activity?before=abc").await;
     assert_eq!(status, StatusCode::OK);
@@ -343,7 +397,9 @@ async fn a_second_tenants_browser_sees_none_of_the_first_tenants_data() {
     let alpha = TenantId::parse("alpha").unwrap();
     let mut event = NewAuditEvent::new("api:vendor-backend", "environment.deleted");
     event.ephemeral_id = Some("alpha-secret-preview");
-    audit::record(&app.db, &alpha, app.now(), event).await.unwrap();
+    audit::record(&app.db, &alpha, app.now(), event)
+        .await
+        .unwrap();
 
     let alpha_browser = browser_for(&app, "alpha").await;
     let beta_browser = browser_for(&app, "beta").await;
@@ -356,9 +412,18 @@ async fn a_second_tenants_browser_sees_none_of_the_first_tenants_data() {
         let (status, html) = page(&beta_browser, &app, path).await;
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("Tenant beta"), "{path}");
-        assert!(!html.contains("Tenant alpha"), "{path} leaks the other account");
-        assert!(!html.contains("Alpha Account"), "{path} leaks the connection");
-        assert!(!html.contains("alpha-secret-preview"), "{path} leaks activity");
+        assert!(
+            !html.contains("Tenant alpha"),
+            "{path} leaks the other account"
+        );
+        assert!(
+            !html.contains("Alpha Account"),
+            "{path} leaks the connection"
+        );
+        assert!(
+            !html.contains("alpha-secret-preview"),
+            "{path} leaks activity"
+        );
     }
     // Opening beta's link in alpha's browser rebinds it to beta alone.
     let link = app.connect_link("beta").await;
@@ -375,7 +440,9 @@ async fn an_offboarded_tenants_browser_is_turned_away() {
     let browser = browser_for(&app, "acme").await;
     let (status, _) = page(&browser, &app, "/settings").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.api(reqwest::Method::DELETE, "/tenants/acme", None).await;
+    let (status, _) = app
+        .api(reqwest::Method::DELETE, "/tenants/acme", None)
+        .await;
     assert!(status.is_success());
     let (status, html) = page(&browser, &app, "/settings").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -34,8 +34,14 @@ fn the_integration_manifest_is_valid_against_launchdarklys_schema() {
 #[test]
 fn the_manifest_describes_an_external_eaas_integration() {
     let manifest = read_json("manifest.json");
-    assert_eq!(manifest["otherCapabilities"], serde_json::json!(["external"]));
-    assert!(manifest.get("capabilities").is_none(), "no capabilities block");
+    assert_eq!(
+        manifest["otherCapabilities"],
+        serde_json::json!(["external"])
+    );
+    assert!(
+        manifest.get("capabilities").is_none(),
+        "no capabilities block"
+    );
     let overview = manifest["overview"].as_str().unwrap();
     assert!(overview.ends_with('.'), "overview ends with a period");
 }
@@ -47,8 +53,14 @@ fn the_manifest_icons_exist_and_are_svg() {
         let path = manifest["icons"][kind].as_str().unwrap();
         let text = std::fs::read_to_string(format!("{ROOT}/{path}"))
             .unwrap_or_else(|e| panic!("icon {path}: {e}"));
-        assert!(text.trim_start().starts_with("<svg"), "{path} is not an SVG");
-        assert!(text.contains("xmlns=\"http://www.w3.org/2000/svg\""), "{path}");
+        assert!(
+            text.trim_start().starts_with("<svg"),
+            "{path} is not an SVG"
+        );
+        assert!(
+            text.contains("xmlns=\"http://www.w3.org/2000/svg\""),
+            "{path}"
+        );
     }
 }
 
