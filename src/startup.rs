@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(api::openapi_document))
         .nest("/api/v1", api::router(state.clone()))
         .merge(web::router(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))

@@ -31,6 +31,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state, auth::require_api_key))
 }
 
+/// The served description of this API (public: it holds no data).
+pub async fn openapi_document() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
 async fn not_found() -> AppError {
     AppError::not_found("no such API route")
 }

@@ -673,3 +673,18 @@ async fn responses_carry_security_headers_and_a_request_id() {
     assert_eq!(h["x-frame-options"], "DENY");
     assert!(!h["x-request-id"].is_empty());
 }
+
+#[tokio::test]
+async fn the_api_description_is_served() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/tenants/{tenant_id}/environments/{ephemeral_id}"]["put"].is_object());
+}
