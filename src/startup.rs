@@ -23,6 +23,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::connections::RefreshLocks;
+use crate::launchdarkly::{LdClient, LdClientConfig, LdOAuth, OAuthClientConfig};
 use crate::metrics::Metrics;
 use crate::{api, db, web};
 
@@ -38,6 +40,11 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// LaunchDarkly's REST API; clones share rate-limit state.
+    pub ld: LdClient,
+    /// LaunchDarkly OAuth, when this deployment has an OAuth client.
+    pub oauth: Option<LdOAuth>,
+    pub refresh_locks: Arc<RefreshLocks>,
 }
 
 impl AppState {
@@ -73,11 +80,34 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let pool = db::connect(&config.database_url, config.database_pool_size).await?;
         db::migrate(&pool).await?;
+        let ld_config = LdClientConfig::new(config.launchdarkly_url.clone(), config.vendor.clone());
+        let ld = LdClient::new(ld_config.clone()).context("LD_EAAS_LAUNCHDARKLY_URL")?;
+        let oauth = match &config.oauth {
+            Some(client) => {
+                let oauth_clock = clock.clone();
+                Some(
+                    LdOAuth::with_clock(
+                        &ld_config,
+                        OAuthClientConfig {
+                            client_id: client.client_id.clone(),
+                            client_secret: client.client_secret.clone(),
+                            redirect_uri: config.oauth_redirect_uri(),
+                        },
+                        Arc::new(move || oauth_clock.now()),
+                    )
+                    .context("LD_EAAS_OAUTH_CLIENT_ID")?,
+                )
+            }
+            None => None,
+        };
         let state = AppState {
             db: pool,
             config: Arc::new(config),
             clock,
             metrics: Arc::new(Metrics::default()),
+            ld,
+            oauth,
+            refresh_locks: Arc::new(RefreshLocks::default()),
         };
         let router = router(state.clone());
         Ok(Self {

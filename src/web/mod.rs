@@ -9,6 +9,7 @@ pub mod assets;
 pub mod connect;
 pub mod environments;
 pub mod layout;
+pub mod oauth;
 pub mod pages;
 pub mod session;
 pub mod settings;
@@ -70,6 +71,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(environments::delete_environment),
         )
         .route("/activity", get(activity::show_activity))
+        .route("/oauth/start", post(oauth::start_oauth))
+        .route("/oauth/callback", get(oauth::oauth_callback))
+        .route("/connection/api-token", post(oauth::save_api_token))
+        .route("/connection/disconnect", post(oauth::disconnect))
         .route("/static/{file}", get(assets::serve))
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state, friendly_errors))

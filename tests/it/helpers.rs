@@ -75,11 +75,18 @@ impl Drop for TestDatabase {
 
 // ---- log capture -------------------------------------------------------
 
+/// Where the whole run's log goes, so CI can scan it for secrets afterwards.
+pub const LOG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-logs/it.log");
+
 static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
     let buffer = Arc::new(Mutex::new(Vec::new()));
-    let writer = CaptureWriter(buffer.clone());
+    let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-logs"));
+    let file = std::fs::File::create(LOG_FILE)
+        .ok()
+        .map(|f| Arc::new(Mutex::new(f)));
+    let writer = CaptureWriter(buffer.clone(), file);
     let filter = tracing_subscriber::EnvFilter::new(
-        "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,tower_sessions=info,tower_sessions_core=info,fantoccini=info,tungstenite=info",
+        "debug,sqlx=warn,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,tower_sessions=info,tower_sessions_core=info,fantoccini=info,tungstenite=info,cookie_store=info",
     );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -92,7 +99,7 @@ static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
 });
 
 #[derive(Clone)]
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>, Option<Arc<Mutex<std::fs::File>>>);
 
 impl Write for CaptureWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -100,6 +107,12 @@ impl Write for CaptureWriter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend_from_slice(buf);
+        if let Some(file) = &self.1 {
+            let _ = file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -122,9 +135,6 @@ pub fn captured_logs() -> String {
 pub fn assert_logs_free_of(secrets: &[&str]) {
     let logs = captured_logs();
     assert!(!logs.is_empty(), "log capture is not working");
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-logs");
-    let _ = std::fs::create_dir_all(dir);
-    let _ = std::fs::write(format!("{dir}/it-{}.log", std::process::id()), &logs);
     for secret in secrets {
         assert!(
             secret.len() >= 8,

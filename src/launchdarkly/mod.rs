@@ -1,0 +1,42 @@
+//! LaunchDarkly REST API v2 and OAuth client.
+//!
+//! Pure library code: no database, no routes. The connect flow, token refresh and
+//! the lifecycle engine are built on top of it.
+//!
+//! - [`LdClient`] speaks the handful of REST operations ld-eaas needs, with typed
+//!   errors ([`LdError`]), full pagination and LaunchDarkly's rate-limit headers
+//!   honoured per account through a shared [`RateLimitGate`].
+//! - [`LdOAuth`] runs the authorization-code flow with PKCE, refreshes and revokes.
+//!
+//! Every request carries `LD-API-Version` and the partner User-Agent; no request or
+//! log line ever carries a token or SDK key outside the `Authorization` header.
+
+mod auth;
+mod client;
+mod error;
+mod http;
+mod models;
+mod oauth;
+mod operations;
+mod ratelimit;
+
+pub use auth::{Credential, RequestAuth};
+pub use client::{LdClient, LdClientConfig};
+pub use error::{LdError, OAuthError};
+pub use models::{
+    CallerIdentity, DeleteOutcome, Environment, EnvironmentPost, Link, Project, SdkKeys, SourceEnv,
+};
+pub use oauth::{
+    AuthorizeRequest, CsrfToken, LdOAuth, OAuthClientConfig, PkceCodeVerifier, TokenHint, TokenSet,
+};
+pub use ratelimit::{
+    BoxFuture, Bucket, Clock, InMemoryRateLimitStore, RateLimitGate, RateLimitStore, StoreError,
+    SystemClock,
+};
+
+/// The REST API version every request pins, so an account's token default cannot
+/// change response shapes under us.
+pub const API_VERSION: &str = "20240415";
+
+/// Header that carries [`API_VERSION`].
+pub const API_VERSION_HEADER: &str = "LD-API-Version";
