@@ -1,10 +1,14 @@
 //! What the settings page asks of LaunchDarkly and of the settings rules:
 //! one seam, so the page code reads the same whatever sits behind it.
 
+use std::future::Future;
+
 use serde::Serialize;
 
 use super::SettingsDraft;
+use crate::connections::{self, ConnectionError};
 use crate::ids::TenantId;
+use crate::launchdarkly::{LdError, RequestAuth};
 use crate::startup::AppState;
 
 /// One option of a picker.
@@ -110,12 +114,118 @@ pub fn oauth_enabled(state: &AppState) -> bool {
     state.config.oauth.is_some()
 }
 
-pub async fn projects(_state: &AppState, _tenant: &TenantId) -> Choices {
-    Choices::Unavailable("Loading projects from LaunchDarkly is not available yet.".to_owned())
+/// Calls LaunchDarkly as the tenant, refreshing the credential once after a
+/// 401. Errors come back as a sentence for the customer; the cause is logged.
+pub async fn as_tenant<T, F, Fut>(state: &AppState, tenant: &TenantId, call: F) -> Result<T, String>
+where
+    F: Fn(RequestAuth) -> Fut,
+    Fut: Future<Output = Result<T, LdError>>,
+{
+    let credential = connections::credential(state, tenant)
+        .await
+        .map_err(describe_connection)?;
+    match call(credential.auth.clone()).await {
+        Ok(value) => Ok(value),
+        Err(LdError::Unauthorized) => {
+            let fresh = connections::refresh_after_unauthorized(state, tenant, &credential)
+                .await
+                .map_err(describe_connection)?;
+            call(fresh.auth).await.map_err(describe_ld)
+        }
+        Err(err) => Err(describe_ld(err)),
+    }
 }
 
-pub async fn environments(_state: &AppState, _tenant: &TenantId, _project: &str) -> Choices {
-    Choices::Unavailable("Loading environments from LaunchDarkly is not available yet.".to_owned())
+fn describe_connection(err: ConnectionError) -> String {
+    match err {
+        ConnectionError::NotConnected => "Connect LaunchDarkly first.".to_owned(),
+        ConnectionError::NeedsReconnect => {
+            "LaunchDarkly no longer accepts our access to this account: reconnect above.".to_owned()
+        }
+        ConnectionError::Upstream(e) => describe_ld(e),
+        ConnectionError::Internal(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "opening the LaunchDarkly credential failed"
+            );
+            "Something went wrong on our side while talking to LaunchDarkly; try again in a moment."
+                .to_owned()
+        }
+    }
+}
+
+fn describe_ld(err: LdError) -> String {
+    tracing::warn!(error = %err, "a LaunchDarkly call for the settings page failed");
+    match err {
+        LdError::Unauthorized => {
+            "LaunchDarkly no longer accepts our access to this account: reconnect above.".to_owned()
+        }
+        LdError::Forbidden { .. } => {
+            "Your LaunchDarkly access does not allow this. Check the role of the connected account or token."
+                .to_owned()
+        }
+        LdError::NotFound => "LaunchDarkly does not know that project.".to_owned(),
+        LdError::RateLimited { .. } => {
+            "LaunchDarkly asked us to slow down; try again in a minute.".to_owned()
+        }
+        LdError::Timeout | LdError::Transport { .. } | LdError::Upstream { .. } => {
+            "LaunchDarkly did not answer; try again in a moment.".to_owned()
+        }
+        _ => "LaunchDarkly gave an answer we could not use; try again in a moment.".to_owned(),
+    }
+}
+
+/// Every project of the connected account (all pages), by name.
+pub async fn projects(state: &AppState, tenant: &TenantId) -> Choices {
+    let listed = as_tenant(state, tenant, |auth| async move {
+        state.ld.list_projects(&auth).await
+    })
+    .await;
+    match listed {
+        Ok(mut projects) => {
+            projects.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+            Choices::Loaded(
+                projects
+                    .into_iter()
+                    .map(|p| Choice {
+                        key: p.key,
+                        name: p.name,
+                        note: String::new(),
+                    })
+                    .collect(),
+            )
+        }
+        Err(message) => Choices::Unavailable(message),
+    }
+}
+
+/// Every environment of a project (all pages), in LaunchDarkly's order.
+pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) -> Choices {
+    if crate::ids::ProjectKey::parse(project).is_err() {
+        return Choices::Unavailable("Choose a project first.".to_owned());
+    }
+    let listed = as_tenant(state, tenant, |auth| async move {
+        state.ld.list_environments(&auth, project, &[]).await
+    })
+    .await;
+    match listed {
+        Ok(envs) => Choices::Loaded(
+            envs.into_iter()
+                // Our own environments are not sensible sources.
+                .filter(|e| !e.has_tags(&["ld-eaas"]))
+                .map(|e| Choice {
+                    note: if e.critical {
+                        "critical".to_owned()
+                    } else {
+                        String::new()
+                    },
+                    key: e.key,
+                    name: e.name,
+                })
+                .collect(),
+        ),
+        Err(message) => Choices::Unavailable(message),
+    }
 }
 
 pub fn preview(
