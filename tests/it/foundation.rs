@@ -55,11 +55,7 @@ async fn the_database_is_created_when_it_does_not_exist() {
         .unwrap();
     ld_eaas::db::migrate(&pool).await.unwrap();
     pool.close().await;
-    // Drop the sibling through the guard's mechanism.
-    drop(TestDatabase {
-        name: missing,
-        url: String::new(),
-    });
+    drop(TestDatabase::adopt(&missing));
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ fn url_for_database(name: &str) -> String {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// Only the guard that created the database drops it.
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -46,12 +48,37 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = url_for_database(&name);
-        Self { name, url }
+        Self {
+            name,
+            url,
+            owned: true,
+        }
+    }
+
+    /// Another handle on a database some other guard owns (a second replica).
+    pub fn shared(url: &str) -> Self {
+        Self {
+            name: String::new(),
+            url: url.to_owned(),
+            owned: false,
+        }
+    }
+
+    /// A guard for a database created outside the helpers, dropped with it.
+    pub fn adopt(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            url: url_for_database(name),
+            owned: true,
+        }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop needs its own runtime: the test's may be shutting down.
         let _ = std::thread::spawn(move || {
