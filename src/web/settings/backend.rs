@@ -183,7 +183,7 @@ pub async fn projects(state: &AppState, tenant: &TenantId) -> Choices {
     .await;
     match listed {
         Ok(mut projects) => {
-            projects.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+            projects.sort_by_key(|p| p.name.to_lowercase());
             Choices::Loaded(
                 projects
                     .into_iter()
