@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage the keys that seal stored secrets.
     #[command(subcommand, name = "encryption-keys")]
     EncryptionKeys(EncryptionKeysCommand),
+    /// Run the LaunchDarkly simulator alone (the subset of LaunchDarkly's API and OAuth ld-eaas uses).
+    #[command(name = "fake-launchdarkly")]
+    FakeLaunchDarkly(crate::simulator::cli::FakeLaunchDarklyArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -116,6 +119,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiKeys(cmd) => api_keys_command(cmd).await,
+        Command::FakeLaunchDarkly(args) => {
+            telemetry::init(LogFormat::Text, std::io::stderr);
+            crate::simulator::cli::run(args).await
+        }
         Command::EncryptionKeys(EncryptionKeysCommand::Generate { id }) => {
             println!("{}", Keyring::generate_spec(&id));
             Ok(())
