@@ -38,7 +38,7 @@ fn printing_the_flags_shows_no_token_or_secret() {
         "--redirect-uri",
         "http://127.0.0.1:8080/oauth/callback",
     ]);
-    let printed = format!("{args:?}");
+    let printed = format!("{args:?} {:?}", args.config());
     assert!(
         !printed.contains("printed-writer-token") && !printed.contains("printed-client-secret"),
         "{printed}"
