@@ -4,5 +4,10 @@
 
 mod helpers;
 
+mod browser;
+mod browser_support;
+mod connect;
 mod foundation;
 mod simulator;
+mod ui;
+mod ui_manifest;
