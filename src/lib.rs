@@ -4,4 +4,19 @@
 //! `main.rs` is thin; everything lives here so tests start the real server by
 //! the same path as the binary.
 
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connections;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ids;
 pub mod launchdarkly;
+pub mod metrics;
+pub mod simulator;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;

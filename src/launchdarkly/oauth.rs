@@ -168,7 +168,10 @@ impl LdOAuth {
         code: &str,
         pkce_verifier: PkceCodeVerifier,
     ) -> Result<TokenSet, OAuthError> {
-        let http = |request| execute(&self.inner.http, self.inner.clock.as_ref(), request);
+        let http = OAuthHttp {
+            http: &self.inner.http,
+            clock: self.inner.clock.as_ref(),
+        };
         let answer = self
             .inner
             .client
@@ -182,7 +185,10 @@ impl LdOAuth {
     /// A new access token from a refresh token. `InvalidGrant` means the customer
     /// must connect again.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, OAuthError> {
-        let http = |request| execute(&self.inner.http, self.inner.clock.as_ref(), request);
+        let http = OAuthHttp {
+            http: &self.inner.http,
+            clock: self.inner.clock.as_ref(),
+        };
         let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let answer = self
             .inner
@@ -267,6 +273,24 @@ impl LdOAuth {
                 .map(|scopes| scopes.iter().map(|s| s.to_string()).collect())
                 .unwrap_or_default(),
         })
+    }
+}
+
+/// The HTTP client `oauth2` calls. A named type (not a closure) so the
+/// futures it makes are `Send` for every lifetime, which axum handlers need.
+struct OAuthHttp<'a> {
+    http: &'a reqwest::Client,
+    clock: &'a dyn Clock,
+}
+
+impl<'c> oauth2::AsyncHttpClient<'c> for OAuthHttp<'_> {
+    type Error = Failure;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, Failure>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(execute(self.http, self.clock, request))
     }
 }
 

@@ -1,0 +1,197 @@
+//! The `ld-eaas` command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{LogFormat, ServeArgs};
+use crate::crypto::Keyring;
+use crate::ids::TenantId;
+use crate::startup::Application;
+use crate::store::{api_keys, rotation};
+use crate::{db, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ld-eaas",
+    version,
+    about = "LaunchDarkly environments for every ephemeral environment"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server and the lifecycle workers.
+    Serve(Box<ServeArgs>),
+    /// Create the database if needed and apply migrations.
+    Migrate(DatabaseArgs),
+    /// Manage internal API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
+    /// Manage the keys that seal stored secrets.
+    #[command(subcommand, name = "encryption-keys")]
+    EncryptionKeys(EncryptionKeysCommand),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://localhost/ld_eaas",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key and print it alone on stdout (it is shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Scope the key to one tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a key by id or displayed prefix.
+    Revoke {
+        id_or_prefix: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EncryptionKeysCommand {
+    /// Re-seal every stored secret under the first configured key.
+    Rotate {
+        #[arg(long, env = "LD_EAAS_ENCRYPTION_KEYS", hide_env_values = true)]
+        encryption_keys: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Print a fresh key in the LD_EAAS_ENCRYPTION_KEYS format.
+    Generate {
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+}
+
+async fn pool(args: &DatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
+    let pool = db::connect(&SecretString::from(args.database_url.clone()), 2).await?;
+    db::migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let format = args.log_format;
+            telemetry::init(format, std::io::stderr);
+            let config = args.into_config()?;
+            let app = Application::build(config, std::sync::Arc::new(SystemClock)).await?;
+            let stop = app.shutdown_token();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            app.run_until_stopped().await
+        }
+        Command::Migrate(args) => {
+            telemetry::init(LogFormat::Text, std::io::stderr);
+            pool(&args).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::ApiKeys(cmd) => api_keys_command(cmd).await,
+        Command::EncryptionKeys(EncryptionKeysCommand::Generate { id }) => {
+            println!("{}", Keyring::generate_spec(&id));
+            Ok(())
+        }
+        Command::EncryptionKeys(EncryptionKeysCommand::Rotate {
+            encryption_keys,
+            db,
+        }) => {
+            telemetry::init(LogFormat::Text, std::io::stderr);
+            let keyring = Keyring::parse(&encryption_keys).context("LD_EAAS_ENCRYPTION_KEYS")?;
+            let pool = pool(&db).await?;
+            let report = rotation::reseal_all(&pool, &keyring).await?;
+            eprintln!(
+                "re-sealed {} secret(s) under key '{}'; {} could not be opened",
+                report.resealed,
+                keyring.current_key_id(),
+                report.unreadable
+            );
+            if report.unreadable > 0 {
+                anyhow::bail!(
+                    "some secrets were sealed with a key that is not configured; keep that key until they are re-sealed"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text, std::io::stderr);
+    let now = SystemClock.now();
+    match cmd {
+        ApiKeysCommand::Create { name, tenant, db } => {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 100 {
+                anyhow::bail!("--name must be 1-100 characters");
+            }
+            let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
+            let pool = pool(&db).await?;
+            let (_, key) = api_keys::create(&pool, name, tenant.as_ref(), now).await?;
+            println!("{}", key.expose_secret());
+        }
+        ApiKeysCommand::List { db } => {
+            let pool = pool(&db).await?;
+            println!(
+                "{:<36}  {:<10}  {:<24}  {:<20}  {:<25}  status",
+                "id", "prefix", "name", "tenant", "created"
+            );
+            for k in api_keys::list(&pool).await? {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let tenant = k
+                    .tenant_id
+                    .0
+                    .as_ref()
+                    .map_or("(all tenants)".to_owned(), ToString::to_string);
+                println!(
+                    "{:<36}  {:<10}  {:<24}  {:<20}  {:<25}  {status}",
+                    k.id,
+                    k.display_prefix,
+                    k.name,
+                    tenant,
+                    k.created_at.to_rfc3339()
+                );
+            }
+        }
+        ApiKeysCommand::Revoke { id_or_prefix, db } => {
+            let pool = pool(&db).await?;
+            match api_keys::revoke(&pool, &id_or_prefix, now).await? {
+                0 => anyhow::bail!("no active key matches '{id_or_prefix}'"),
+                n => eprintln!("revoked {n} key(s)"),
+            }
+        }
+    }
+    Ok(())
+}

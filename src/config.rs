@@ -1,0 +1,350 @@
+//! Settings: every one a flag and an `LD_EAAS_<NAME>` environment variable
+//! (plus `DATABASE_URL`), validated at start with errors that name the setting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::crypto::Keyring;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The flags `serve` and `demo` share. Every field also reads an env var.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Postgres connection URL; the database is created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://localhost/ld_eaas",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Address to bind.
+    #[arg(long, env = "LD_EAAS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The URL browsers use; the OAuth redirect URI is `<public>/oauth/callback`.
+    #[arg(
+        long,
+        env = "LD_EAAS_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
+    /// LaunchDarkly base URL (REST API and OAuth).
+    #[arg(
+        long,
+        env = "LD_EAAS_LAUNCHDARKLY_URL",
+        default_value = "https://app.launchdarkly.com"
+    )]
+    pub launchdarkly_url: String,
+    /// OAuth client id; without it OAuth connect is off (API tokens still work).
+    #[arg(long, env = "LD_EAAS_OAUTH_CLIENT_ID")]
+    pub oauth_client_id: Option<String>,
+    /// OAuth client secret.
+    #[arg(long, env = "LD_EAAS_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    pub oauth_client_secret: Option<String>,
+    /// Comma-separated `key_id:base64(32 bytes)`; the first one seals.
+    #[arg(long, env = "LD_EAAS_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<String>,
+    /// This deployment's id, part of the ownership tag `ld-eaas.<instance-id>`.
+    #[arg(long, env = "LD_EAAS_INSTANCE_ID", default_value = "default")]
+    pub instance_id: String,
+    /// The vendor's product key, in the LaunchDarkly User-Agent.
+    #[arg(long, env = "LD_EAAS_VENDOR", default_value = "eaas")]
+    pub vendor: String,
+    /// The product name customers see in the web UI.
+    #[arg(
+        long,
+        env = "LD_EAAS_PRODUCT_NAME",
+        default_value = "Preview Environments"
+    )]
+    pub product_name: String,
+    /// Where outgoing webhooks are delivered.
+    #[arg(long, env = "LD_EAAS_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The HMAC secret that signs outgoing webhooks.
+    #[arg(long, env = "LD_EAAS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LD_EAAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Lifecycle jobs each replica works on at once.
+    #[arg(long, env = "LD_EAAS_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+    /// Database pool size.
+    #[arg(long, env = "LD_EAAS_DATABASE_POOL_SIZE", default_value_t = 20)]
+    pub database_pool_size: u32,
+    /// How often the sweeper looks for orphaned environments, in seconds.
+    #[arg(long, env = "LD_EAAS_SWEEP_INTERVAL_SECONDS", default_value_t = 900)]
+    pub sweep_interval_seconds: u64,
+    /// How old an unrecorded environment must be before the sweeper deletes it, in seconds.
+    #[arg(long, env = "LD_EAAS_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
+    pub sweep_grace_seconds: u64,
+}
+
+/// Validated configuration. Secrets are held in redacting types.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: SecretString,
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub launchdarkly_url: Url,
+    pub oauth: Option<OAuthClientConfig>,
+    pub keyring: Arc<Keyring>,
+    pub instance_id: String,
+    pub vendor: String,
+    pub product_name: String,
+    pub webhook: Option<WebhookConfig>,
+    pub log_format: LogFormat,
+    pub workers: usize,
+    pub database_pool_size: u32,
+    pub sweep_interval: Duration,
+    pub sweep_grace: Duration,
+    pub connect_link_ttl: chrono::Duration,
+    pub session_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthClientConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub url: Url,
+    pub secret: SecretString,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+fn http_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| invalid(setting, format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(setting, "must be an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(setting, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+/// The instance id goes into a LaunchDarkly tag `ld-eaas.<id>` (max 64 chars).
+pub fn validate_instance_id(raw: &str) -> Result<(), ConfigError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 56
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "LD_EAAS_INSTANCE_ID",
+            "must be 1-56 characters of letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+impl ServeArgs {
+    /// Validates every setting. `serve` needs an encryption key; `demo`
+    /// passes a generated one.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|_| invalid("LD_EAAS_LISTEN", "must be host:port, e.g. 127.0.0.1:8080"))?;
+        let public_url = http_url("LD_EAAS_PUBLIC_URL", &self.public_url)?;
+        if public_url.path() != "/" {
+            return Err(invalid("LD_EAAS_PUBLIC_URL", "must not have a path"));
+        }
+        let launchdarkly_url = http_url("LD_EAAS_LAUNCHDARKLY_URL", &self.launchdarkly_url)?;
+        let oauth = match (self.oauth_client_id, self.oauth_client_secret) {
+            (None, None) => None,
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+                Some(OAuthClientConfig {
+                    client_id: id,
+                    client_secret: SecretString::from(secret),
+                })
+            }
+            _ => {
+                return Err(invalid(
+                    "LD_EAAS_OAUTH_CLIENT_ID",
+                    "LD_EAAS_OAUTH_CLIENT_ID and LD_EAAS_OAUTH_CLIENT_SECRET go together",
+                ));
+            }
+        };
+        let keys = self.encryption_keys.unwrap_or_default();
+        if keys.trim().is_empty() {
+            return Err(invalid(
+                "LD_EAAS_ENCRYPTION_KEYS",
+                "required: comma-separated key_id:base64(32 bytes), e.g. k1:$(openssl rand -base64 32)",
+            ));
+        }
+        let keyring =
+            Keyring::parse(&keys).map_err(|e| invalid("LD_EAAS_ENCRYPTION_KEYS", e.to_string()))?;
+        validate_instance_id(&self.instance_id)?;
+        let vendor_ok = !self.vendor.is_empty()
+            && self.vendor.len() <= 40
+            && self
+                .vendor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !vendor_ok {
+            return Err(invalid(
+                "LD_EAAS_VENDOR",
+                "must be 1-40 characters of letters, digits, '-' or '_'",
+            ));
+        }
+        if self.product_name.trim().is_empty() {
+            return Err(invalid("LD_EAAS_PRODUCT_NAME", "must not be empty"));
+        }
+        let webhook = match (self.webhook_url, self.webhook_secret) {
+            (None, None) => None,
+            (Some(url), Some(secret)) if !secret.is_empty() => Some(WebhookConfig {
+                url: http_url("LD_EAAS_WEBHOOK_URL", &url)?,
+                secret: SecretString::from(secret),
+            }),
+            _ => {
+                return Err(invalid(
+                    "LD_EAAS_WEBHOOK_URL",
+                    "LD_EAAS_WEBHOOK_URL and LD_EAAS_WEBHOOK_SECRET go together",
+                ));
+            }
+        };
+        if self.workers == 0 || self.workers > 256 {
+            return Err(invalid("LD_EAAS_WORKERS", "must be between 1 and 256"));
+        }
+        if self.database_pool_size < 2 {
+            return Err(invalid("LD_EAAS_DATABASE_POOL_SIZE", "must be at least 2"));
+        }
+        if self.sweep_interval_seconds == 0 {
+            return Err(invalid(
+                "LD_EAAS_SWEEP_INTERVAL_SECONDS",
+                "must be positive",
+            ));
+        }
+        Ok(Config {
+            database_url: SecretString::from(self.database_url),
+            listen,
+            public_url,
+            launchdarkly_url,
+            oauth,
+            keyring: Arc::new(keyring),
+            instance_id: self.instance_id,
+            vendor: self.vendor,
+            product_name: self.product_name,
+            webhook,
+            log_format: self.log_format,
+            workers: self.workers,
+            database_pool_size: self.database_pool_size,
+            sweep_interval: Duration::from_secs(self.sweep_interval_seconds),
+            sweep_grace: Duration::from_secs(self.sweep_grace_seconds),
+            connect_link_ttl: chrono::Duration::minutes(15),
+            session_idle_timeout: Duration::from_secs(8 * 3600),
+        })
+    }
+}
+
+impl Config {
+    /// The OAuth redirect URI registered with LaunchDarkly.
+    pub fn oauth_redirect_uri(&self) -> Url {
+        self.public_url
+            .join("/oauth/callback")
+            .unwrap_or_else(|_| self.public_url.clone())
+    }
+
+    pub fn cookies_secure(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The tag that marks an environment as made by this deployment.
+    pub fn instance_tag(&self) -> String {
+        format!("ld-eaas.{}", self.instance_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["ld-eaas"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_an_encryption_key() {
+        let err = args(&[]).into_config().unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_ENCRYPTION_KEYS");
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let key = Keyring::generate_spec("k1");
+        let err = args(&["--encryption-keys", &key, "--public-url", "ftp://x"])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_PUBLIC_URL");
+        let err = args(&["--encryption-keys", &key, "--instance-id", "has space"])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_INSTANCE_ID");
+        let err = args(&["--encryption-keys", &key, "--oauth-client-id", "only-id"])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_OAUTH_CLIENT_ID");
+        let err = args(&["--encryption-keys", "k1:short"])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_ENCRYPTION_KEYS");
+        assert!(
+            !err.to_string().contains("short"),
+            "key material must not be echoed"
+        );
+    }
+
+    #[test]
+    fn defaults_start_locally() {
+        let key = Keyring::generate_spec("k1");
+        let config = args(&["--encryption-keys", &key]).into_config().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config.oauth_redirect_uri().as_str(),
+            "http://localhost:8080/oauth/callback"
+        );
+        assert!(!config.cookies_secure());
+        assert_eq!(config.instance_tag(), "ld-eaas.default");
+        assert!(!format!("{config:?}").contains(key.split(':').nth(1).unwrap()));
+    }
+}

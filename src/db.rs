@@ -1,0 +1,64 @@
+//! Postgres: connect, create the database when missing, migrate.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the database if it does not exist yet, then connects.
+pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPool> {
+    let url = url.expose_secret();
+    // Validate the URL first so a typo does not surface as a confusing
+    // "database does not exist" error. The URL itself (it may hold a
+    // password) never goes into the message.
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL"))?;
+    if !Postgres::database_exists(url)
+        .await
+        .context("could not reach Postgres at DATABASE_URL")?
+    {
+        // Two replicas may race to create it; losing the race is fine.
+        if let Err(err) = Postgres::create_database(url).await {
+            if !Postgres::database_exists(url).await.unwrap_or(false) {
+                return Err(anyhow::Error::new(err)
+                    .context("could not create the database named in DATABASE_URL"));
+            }
+        }
+        tracing::info!(
+            database = options.get_database().unwrap_or("?"),
+            "created database"
+        );
+    }
+    PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("could not connect to the database named in DATABASE_URL")
+}
+
+/// Applies pending migrations. Safe with several replicas (sqlx takes an advisory lock).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("applying migrations")?;
+    tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
+        .migrate()
+        .await
+        .context("creating the session table")?;
+    Ok(())
+}
+
+/// True when every migration this binary knows has been applied.
+pub async fn migrations_current(pool: &PgPool) -> anyhow::Result<bool> {
+    let latest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(pool)
+            .await?;
+    Ok(applied.unwrap_or(0) >= latest_known)
+}

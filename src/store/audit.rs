@@ -1,0 +1,85 @@
+//! The audit log: who did what to which environment, per tenant. Never holds
+//! a secret: callers pass keys, ids and statuses only.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool};
+
+use crate::ids::TenantId;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub ephemeral_id: Option<String>,
+    pub environment_key: Option<String>,
+    pub details: Value,
+}
+
+/// One audit row. `actor` is e.g. `api:<key name>`, `browser`, `system`.
+#[derive(Debug, Clone)]
+pub struct NewAuditEvent<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub ephemeral_id: Option<&'a str>,
+    pub environment_key: Option<&'a str>,
+    pub details: Value,
+}
+
+impl<'a> NewAuditEvent<'a> {
+    pub fn new(actor: &'a str, action: &'a str) -> Self {
+        Self {
+            actor,
+            action,
+            ephemeral_id: None,
+            environment_key: None,
+            details: Value::Object(Default::default()),
+        }
+    }
+}
+
+pub async fn record<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    event: NewAuditEvent<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant.as_str())
+    .bind(now)
+    .bind(event.actor)
+    .bind(event.action)
+    .bind(event.ephemeral_id)
+    .bind(event.environment_key)
+    .bind(event.details)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Newest first; `before` is the id of the last row of the previous page.
+pub async fn list(
+    db: &PgPool,
+    tenant: &TenantId,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditEvent>> {
+    sqlx::query_as(
+        "select id, occurred_at, actor, action, ephemeral_id, environment_key, details
+           from audit_events
+          where tenant_id = $1 and ($2::bigint is null or id < $2)
+          order by id desc
+          limit $3",
+    )
+    .bind(tenant.as_str())
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

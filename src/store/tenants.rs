@@ -1,0 +1,89 @@
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool};
+
+use crate::ids::TenantId;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Tenant {
+    #[sqlx(try_from = "String")]
+    pub id: TenantId,
+    pub display_name: String,
+    pub offboarding_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub enum Upserted {
+    Created(Tenant),
+    Updated(Tenant),
+    /// The tenant is being offboarded and cannot be changed.
+    Offboarding,
+}
+
+/// Creates the tenant, or renames it. Refuses while it is being offboarded.
+pub async fn upsert(
+    db: &PgPool,
+    id: &TenantId,
+    display_name: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Upserted> {
+    let row: Option<(Tenant, bool)> = sqlx::query_as::<_, TenantWithFlag>(
+        "insert into tenants as t (id, display_name, created_at, updated_at)
+         values ($1, $2, $3, $3)
+         on conflict (id) do update
+            set display_name = excluded.display_name,
+                updated_at = case when t.display_name = excluded.display_name then t.updated_at else excluded.updated_at end
+          where t.offboarding_at is null
+         returning t.*, (xmax = 0) as created",
+    )
+    .bind(id.as_str())
+    .bind(display_name)
+    .bind(now)
+    .fetch_optional(db)
+    .await?
+    .map(|r| (r.tenant, r.created));
+    Ok(match row {
+        Some((tenant, true)) => Upserted::Created(tenant),
+        Some((tenant, false)) => Upserted::Updated(tenant),
+        None => Upserted::Offboarding,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantWithFlag {
+    #[sqlx(flatten)]
+    tenant: Tenant,
+    created: bool,
+}
+
+pub async fn get<'e>(db: impl PgExecutor<'e>, id: &TenantId) -> sqlx::Result<Option<Tenant>> {
+    sqlx::query_as("select * from tenants where id = $1")
+        .bind(id.as_str())
+        .fetch_optional(db)
+        .await
+}
+
+/// Marks the tenant as being offboarded. Returns false when it does not exist.
+pub async fn start_offboarding<'e>(
+    db: impl PgExecutor<'e>,
+    id: &TenantId,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update tenants set offboarding_at = coalesce(offboarding_at, $2), updated_at = $2 where id = $1",
+    )
+    .bind(id.as_str())
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets the tenant and, by cascade, every row it owns (tokens included).
+pub async fn delete<'e>(db: impl PgExecutor<'e>, id: &TenantId) -> sqlx::Result<bool> {
+    let done = sqlx::query("delete from tenants where id = $1")
+        .bind(id.as_str())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

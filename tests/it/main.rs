@@ -1,0 +1,8 @@
+//! The integration tests: one binary, a module per area. Every test runs the
+//! real server against a fresh Postgres database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod foundation;
+mod simulator;
