@@ -5,4 +5,5 @@
 mod helpers;
 
 mod foundation;
+mod launchdarkly;
 mod simulator;
