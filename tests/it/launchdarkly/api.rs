@@ -186,6 +186,36 @@ async fn a_tag_filter_returns_only_environments_with_every_tag() {
 }
 
 #[tokio::test]
+async fn a_tag_filter_keeps_its_meaning_across_pages() {
+    let ld = start().await;
+    // The seeded `sandbox` project: 23 environments tagged `qa`, the odd ones also `odd`.
+    let qa = ld
+        .client
+        .list_environments(&writer(), "sandbox", &["qa"])
+        .await
+        .unwrap();
+    assert_eq!(qa.len(), 23);
+    let odd = ld
+        .client
+        .list_environments(&writer(), "sandbox", &["qa", "odd"])
+        .await
+        .unwrap();
+    assert_eq!(odd.len(), 12);
+    assert!(odd.iter().all(|e| e.has_tags(&["qa", "odd"])));
+    let pages = ld.requests_to("/api/v2/projects/sandbox/environments");
+    assert_eq!(pages.len(), 3, "two pages of `qa`, one of `qa+odd`");
+    assert!(
+        pages[1]
+            .query
+            .as_deref()
+            .unwrap()
+            .contains("filter=tags%3Aqa"),
+        "the next page keeps the filter: {:?}",
+        pages[1].query
+    );
+}
+
+#[tokio::test]
 async fn creating_a_taken_key_is_a_conflict() {
     let ld = start().await;
     let auth = writer();
