@@ -4,6 +4,11 @@
 
 mod helpers;
 
+mod browser;
+mod browser_support;
+mod connect;
 mod foundation;
 mod launchdarkly;
 mod simulator;
+mod ui;
+mod ui_manifest;

@@ -127,6 +127,36 @@ async fn the_global_limit_covers_every_route_of_the_account() {
 }
 
 #[tokio::test]
+async fn a_route_can_have_its_own_limit() {
+    let mut rate_limits = RateLimitConfig {
+        window: Duration::from_secs(60),
+        ..RateLimitConfig::default()
+    };
+    rate_limits.route_limits.insert(
+        "POST /api/v2/projects/{projectKey}/environments".to_owned(),
+        1,
+    );
+    let s = start_with(SimulatorConfig {
+        rate_limits,
+        ..base_config()
+    })
+    .await;
+    let first = s.post(ENVS, WRITER, &env_post("first")).await;
+    first.assert(StatusCode::CREATED);
+    assert_eq!(number(&first, "x-ratelimit-route-remaining"), 0);
+    // The route is the path template: another project counts against the same route.
+    let other = s
+        .post(
+            "/api/v2/projects/sandbox/environments",
+            WRITER,
+            &env_post("second"),
+        )
+        .await;
+    other.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    s.get(ENVS, READER).await.assert(StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_ip_limit_answers_429_with_retry_after() {
     let rate_limits = RateLimitConfig {
         per_ip_limit: Some(2),
