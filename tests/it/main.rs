@@ -8,6 +8,7 @@ mod browser;
 mod browser_support;
 mod connect;
 mod foundation;
+mod launchdarkly;
 mod simulator;
 mod ui;
 mod ui_manifest;
