@@ -37,7 +37,7 @@ pub enum Command {
     EncryptionKeys(EncryptionKeysCommand),
     /// Run the LaunchDarkly simulator alone (the subset of LaunchDarkly's API and OAuth ld-eaas uses).
     #[command(name = "fake-launchdarkly")]
-    FakeLaunchDarkly(crate::simulator::cli::FakeLaunchDarklyArgs),
+    FakeLaunchDarkly(Box<crate::simulator::cli::FakeLaunchDarklyArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKeys(cmd) => api_keys_command(cmd).await,
         Command::FakeLaunchDarkly(args) => {
             telemetry::init(LogFormat::Text, std::io::stderr);
-            crate::simulator::cli::run(args).await
+            crate::simulator::cli::run(*args).await
         }
         Command::EncryptionKeys(EncryptionKeysCommand::Generate { id }) => {
             println!("{}", Keyring::generate_spec(&id));
