@@ -81,9 +81,20 @@ pub async fn app_with_simulator_on(database: TestDatabase, auto_approve: bool) -
 
 /// The CSRF token on the settings page of the browser session.
 pub async fn csrf_token(app: &TestApp) -> String {
-    let html = app.client.get(app.url("/settings")).send().await.unwrap().text().await.unwrap();
+    let html = app
+        .client
+        .get(app.url("/settings"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).unwrap_or_else(|| panic!("no CSRF token on the settings page: {html}")) + marker.len();
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF token on the settings page: {html}"))
+        + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -106,26 +117,54 @@ fn session_cookie(res: &reqwest::Response) -> Option<String> {
 /// POST /oauth/start and return the authorize URL it redirects to.
 async fn start_oauth(app: &TestApp) -> String {
     let csrf = csrf_token(app).await;
-    let res = app.client.post(app.url("/oauth/start")).form(&[("csrf_token", csrf)]).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
+    let res = app
+        .client
+        .post(app.url("/oauth/start"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// Follows the simulator's auto-approved consent back to our callback URL.
 async fn approve(authorize_url: &str) -> String {
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let res = plain.get(authorize_url).send().await.unwrap();
-    assert!(res.status().is_redirection(), "auto-approve redirects: {}", res.status());
+    assert!(
+        res.status().is_redirection(),
+        "auto-approve redirects: {}",
+        res.status()
+    );
     res.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// The settings page after a redirect, to read the flash message.
 async fn settings_page(app: &TestApp) -> String {
-    app.client.get(app.url("/settings")).send().await.unwrap().text().await.unwrap()
+    app.client
+        .get(app.url("/settings"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 async fn connection_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("select count(*) from connections").fetch_one(&app.db).await.unwrap()
+    sqlx::query_scalar("select count(*) from connections")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 /// Runs the whole browser round trip: start, consent, callback.
@@ -148,30 +187,55 @@ async fn the_oauth_round_trip_stores_only_sealed_tokens_and_renews_the_session()
     let app = &env.app;
     open_connect_link(app, "t1").await;
     let authorize = start_oauth(app).await;
-    assert!(authorize.starts_with(&format!("{}/trust/oauth/authorize?", env.sim.base_url())), "{authorize}");
-    let query: std::collections::HashMap<String, String> =
-        url::Url::parse(&authorize).unwrap().query_pairs().into_owned().collect();
+    assert!(
+        authorize.starts_with(&format!("{}/trust/oauth/authorize?", env.sim.base_url())),
+        "{authorize}"
+    );
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
     assert_eq!(query["scope"], "writer");
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["response_type"], "code");
-    assert_eq!(query["redirect_uri"], format!("{}/oauth/callback", app.address));
+    assert_eq!(
+        query["redirect_uri"],
+        format!("{}/oauth/callback", app.address)
+    );
     assert!(query["state"].len() >= 16);
 
     let callback = approve(&authorize).await;
     let res = app.client.get(&callback).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let renewed = session_cookie(&res);
-    assert!(renewed.is_some(), "the session id is renewed after connecting");
-    assert!(settings_page(app).await.contains("Connected to LaunchDarkly."));
+    assert!(
+        renewed.is_some(),
+        "the session id is renewed after connecting"
+    );
+    assert!(
+        settings_page(app)
+            .await
+            .contains("Connected to LaunchDarkly.")
+    );
 
     let row = stored::get(&app.db, &tenant("t1")).await.unwrap().unwrap();
     assert_eq!(row.auth_kind, stored::AuthKind::OAuth);
-    assert!(row.access_token.starts_with("v1.k1.") && row.refresh_token.as_deref().unwrap().starts_with("v1.k1."));
+    assert!(
+        row.access_token.starts_with("v1.k1.")
+            && row.refresh_token.as_deref().unwrap().starts_with("v1.k1.")
+    );
     assert!(row.access_expires_at.is_some());
     let keyring = &app.state.config.keyring;
-    let access = keyring.open(&row.tenant_id, SealedColumn::AccessToken, &row.access_token).unwrap();
+    let access = keyring
+        .open(&row.tenant_id, SealedColumn::AccessToken, &row.access_token)
+        .unwrap();
     let refresh = keyring
-        .open(&row.tenant_id, SealedColumn::RefreshToken, row.refresh_token.as_deref().unwrap())
+        .open(
+            &row.tenant_id,
+            SealedColumn::RefreshToken,
+            row.refresh_token.as_deref().unwrap(),
+        )
         .unwrap();
     // The stored token is the real one: LaunchDarkly accepts it.
     let identity = app
@@ -180,7 +244,10 @@ async fn the_oauth_round_trip_stores_only_sealed_tokens_and_renews_the_session()
         .caller_identity(&RequestAuth::new(Credential::OAuth(access.clone()), None))
         .await
         .unwrap();
-    assert_eq!(identity.account_id.as_deref(), Some(row.account_id.as_str()));
+    assert_eq!(
+        identity.account_id.as_deref(),
+        Some(row.account_id.as_str())
+    );
 
     let (status, body) = app.api(Method::GET, "/tenants/t1", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -188,17 +255,36 @@ async fn the_oauth_round_trip_stores_only_sealed_tokens_and_renews_the_session()
     assert_eq!(body["connection"]["auth_kind"], "oauth");
     assert!(!body.to_string().contains(access.expose_secret()));
 
-    let actions: Vec<String> = sqlx::query_scalar("select action from audit_events where tenant_id = 't1' order by id")
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
-    assert!(actions.contains(&"connection.connected".to_owned()), "{actions:?}");
+    let actions: Vec<String> =
+        sqlx::query_scalar("select action from audit_events where tenant_id = 't1' order by id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        actions.contains(&"connection.connected".to_owned()),
+        "{actions:?}"
+    );
 
-    let dump = std::process::Command::new("pg_dump").arg("--data-only").arg(&app.database.url).output().unwrap();
+    let dump = std::process::Command::new("pg_dump")
+        .arg("--data-only")
+        .arg(&app.database.url)
+        .output()
+        .unwrap();
     let dump = String::from_utf8_lossy(&dump.stdout);
     assert!(!dump.contains(access.expose_secret()) && !dump.contains(refresh.expose_secret()));
-    let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
-    assert_logs_free_of(&[access.expose_secret(), refresh.expose_secret(), &code, CLIENT_SECRET]);
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_logs_free_of(&[
+        access.expose_secret(),
+        refresh.expose_secret(),
+        &code,
+        CLIENT_SECRET,
+    ]);
 }
 
 #[tokio::test]
@@ -207,16 +293,35 @@ async fn denied_consent_stores_nothing_and_says_so() {
     let app = &env.app;
     open_connect_link(app, "t1").await;
     let authorize = start_oauth(app).await;
-    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let consent = plain.get(&authorize).send().await.unwrap();
-    assert_eq!(consent.status(), StatusCode::OK, "a consent page, not an automatic redirect");
+    assert_eq!(
+        consent.status(),
+        StatusCode::OK,
+        "a consent page, not an automatic redirect"
+    );
     let query = url::Url::parse(&authorize).unwrap();
-    let state = query.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let state = query
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
     // What the simulator's Deny button sends the browser back with.
-    let denied = format!("{}/oauth/callback?error=access_denied&state={state}", app.address);
+    let denied = format!(
+        "{}/oauth/callback?error=access_denied&state={state}",
+        app.address
+    );
     let res = app.client.get(&denied).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(settings_page(app).await.contains("You declined access in LaunchDarkly"));
+    assert!(
+        settings_page(app)
+            .await
+            .contains("You declined access in LaunchDarkly")
+    );
     assert_eq!(connection_count(app).await, 0);
 }
 
@@ -232,7 +337,13 @@ async fn a_replayed_or_foreign_state_and_a_missing_code_store_nothing() {
     let mut forged = url::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
-        .map(|(k, v)| if k == "state" { (k.into_owned(), "forged-state".to_owned()) } else { (k.into_owned(), v.into_owned()) })
+        .map(|(k, v)| {
+            if k == "state" {
+                (k.into_owned(), "forged-state".to_owned())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
         .collect();
     forged.query_pairs_mut().clear().extend_pairs(pairs);
     app.client.get(forged.as_str()).send().await.unwrap();
@@ -245,9 +356,23 @@ async fn a_replayed_or_foreign_state_and_a_missing_code_store_nothing() {
 
     // Missing code.
     let authorize = start_oauth(app).await;
-    let state = url::Url::parse(&authorize).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    app.client.get(format!("{}/oauth/callback?state={state}", app.address)).send().await.unwrap();
-    assert!(settings_page(app).await.contains("had no authorization code"));
+    let state = url::Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    app.client
+        .get(format!("{}/oauth/callback?state={state}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        settings_page(app)
+            .await
+            .contains("had no authorization code")
+    );
     assert_eq!(connection_count(app).await, 0);
 
     // Replay after a success changes nothing.
@@ -270,10 +395,19 @@ async fn a_token_endpoint_failure_stores_nothing() {
     let authorize = start_oauth(app).await;
     let callback = approve(&authorize).await;
     // A used code is refused by the token endpoint.
-    let code = url::Url::parse(&callback).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let oauth = app.state.oauth.clone().unwrap();
     let wrong_verifier = ld_eaas::launchdarkly::PkceCodeVerifier::new("x".repeat(64));
-    assert!(oauth.exchange_code(&code, wrong_verifier).await.is_err(), "a wrong PKCE verifier fails");
+    assert!(
+        oauth.exchange_code(&code, wrong_verifier).await.is_err(),
+        "a wrong PKCE verifier fails"
+    );
     app.client.get(&callback).send().await.unwrap();
     assert!(settings_page(app).await.contains("token exchange failed"));
     assert_eq!(connection_count(app).await, 0);
@@ -285,21 +419,47 @@ async fn an_api_token_connects_and_a_rejected_one_stores_nothing() {
     let app = &env.app;
     open_connect_link(app, "t1").await;
     let csrf = csrf_token(app).await;
-    let form = [("csrf_token", csrf.as_str()), ("api_token", "api-not-a-real-token")];
-    let res = app.client.post(app.url("/connection/api-token")).form(&form).send().await.unwrap();
+    let form = [
+        ("csrf_token", csrf.as_str()),
+        ("api_token", "api-not-a-real-token"),
+    ];
+    let res = app
+        .client
+        .post(app.url("/connection/api-token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(settings_page(app).await.contains("did not accept that API access token"));
+    assert!(
+        settings_page(app)
+            .await
+            .contains("did not accept that API access token")
+    );
     assert_eq!(connection_count(app).await, 0);
 
     let csrf = csrf_token(app).await;
     let form = [("csrf_token", csrf.as_str()), ("api_token", WRITER_TOKEN)];
-    app.client.post(app.url("/connection/api-token")).form(&form).send().await.unwrap();
-    assert!(settings_page(app).await.contains("Connected to LaunchDarkly with an API access token."));
+    app.client
+        .post(app.url("/connection/api-token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        settings_page(app)
+            .await
+            .contains("Connected to LaunchDarkly with an API access token.")
+    );
     let row = stored::get(&app.db, &tenant("t1")).await.unwrap().unwrap();
     assert_eq!(row.auth_kind, stored::AuthKind::ApiToken);
     assert!(row.refresh_token.is_none());
-    let cred = connections::credential(&app.state, &tenant("t1")).await.unwrap();
-    assert!(matches!(cred.auth.credential, Credential::ApiToken(ref t) if t.expose_secret() == WRITER_TOKEN));
+    let cred = connections::credential(&app.state, &tenant("t1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(cred.auth.credential, Credential::ApiToken(ref t) if t.expose_secret() == WRITER_TOKEN)
+    );
     assert_logs_free_of(&[WRITER_TOKEN]);
 }
 
@@ -309,7 +469,13 @@ async fn forms_without_their_csrf_token_are_refused() {
     let app = &env.app;
     open_connect_link(app, "t1").await;
     for path in ["/oauth/start", "/connection/disconnect"] {
-        let res = app.client.post(app.url(path)).form(&[("x", "y")]).send().await.unwrap();
+        let res = app
+            .client
+            .post(app.url(path))
+            .form(&[("x", "y")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
     }
     let res = app
@@ -329,49 +495,96 @@ async fn disconnect_revokes_the_grant_upstream_and_forgets_the_tokens() {
     let app = &env.app;
     connect_with_oauth(&env, "t1").await;
     let row = stored::get(&app.db, &tenant("t1")).await.unwrap().unwrap();
-    let access = app.state.config.keyring.open(&row.tenant_id, SealedColumn::AccessToken, &row.access_token).unwrap();
+    let access = app
+        .state
+        .config
+        .keyring
+        .open(&row.tenant_id, SealedColumn::AccessToken, &row.access_token)
+        .unwrap();
     let csrf = csrf_token(app).await;
-    let res = app.client.post(app.url("/connection/disconnect")).form(&[("csrf_token", csrf)]).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/connection/disconnect"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(connection_count(app).await, 0);
-    let gone = app.state.ld.caller_identity(&RequestAuth::new(Credential::OAuth(access), None)).await;
-    assert!(gone.is_err(), "the revoked access token no longer works upstream");
+    let gone = app
+        .state
+        .ld
+        .caller_identity(&RequestAuth::new(Credential::OAuth(access), None))
+        .await;
+    assert!(
+        gone.is_err(),
+        "the revoked access token no longer works upstream"
+    );
     let (_, body) = app.api(Method::GET, "/tenants/t1", None).await;
     assert_eq!(body["connection"]["status"], "not_connected");
 }
 
 #[tokio::test]
-async fn fifty_concurrent_callers_on_an_expired_token_make_exactly_one_refresh_across_two_replicas() {
+async fn fifty_concurrent_callers_on_an_expired_token_make_exactly_one_refresh_across_two_replicas()
+{
     let env = app_with_simulator(true).await;
     connect_with_oauth(&env, "t1").await;
     // A second replica on the same database.
     let second = spawn_app_on(
         TestDatabase::shared(&env.app.database.url),
-        &["--launchdarkly-url", &env.sim.base_url(), "--oauth-client-id", CLIENT_ID, "--oauth-client-secret", CLIENT_SECRET],
+        &[
+            "--launchdarkly-url",
+            &env.sim.base_url(),
+            "--oauth-client-id",
+            CLIENT_ID,
+            "--oauth-client-secret",
+            CLIENT_SECRET,
+        ],
         |c| c,
     )
     .await;
-    let before = stored::get(&env.app.db, &tenant("t1")).await.unwrap().unwrap();
+    let before = stored::get(&env.app.db, &tenant("t1"))
+        .await
+        .unwrap()
+        .unwrap();
     let refreshes_before = env.sim.token_endpoint_calls("refresh_token");
     env.app.clock.advance(Duration::hours(2));
     second.clock.advance(Duration::hours(2));
 
     let mut calls = Vec::new();
     for i in 0..50 {
-        let state = if i % 2 == 0 { env.app.state.clone() } else { second.state.clone() };
-        calls.push(tokio::spawn(async move { connections::credential(&state, &TenantId::parse("t1").unwrap()).await }));
+        let state = if i % 2 == 0 {
+            env.app.state.clone()
+        } else {
+            second.state.clone()
+        };
+        calls.push(tokio::spawn(async move {
+            connections::credential(&state, &TenantId::parse("t1").unwrap()).await
+        }));
     }
     let mut tokens = std::collections::HashSet::new();
     for call in calls {
         let cred = call.await.unwrap().unwrap();
-        let Credential::OAuth(token) = cred.auth.credential else { panic!("oauth expected") };
+        let Credential::OAuth(token) = cred.auth.credential else {
+            panic!("oauth expected")
+        };
         tokens.insert(token.expose_secret().to_owned());
     }
-    assert_eq!(env.sim.token_endpoint_calls("refresh_token") - refreshes_before, 1, "exactly one refresh call");
+    assert_eq!(
+        env.sim.token_endpoint_calls("refresh_token") - refreshes_before,
+        1,
+        "exactly one refresh call"
+    );
     assert_eq!(tokens.len(), 1, "every caller got the same fresh token");
-    let after = stored::get(&env.app.db, &tenant("t1")).await.unwrap().unwrap();
+    let after = stored::get(&env.app.db, &tenant("t1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.token_version, before.token_version + 1);
-    assert_ne!(after.refresh_token, before.refresh_token, "the rotated refresh token replaced the old one");
+    assert_ne!(
+        after.refresh_token, before.refresh_token,
+        "the rotated refresh token replaced the old one"
+    );
     assert!(after.access_expires_at.unwrap() > env.app.now());
 }
 
@@ -381,8 +594,13 @@ async fn a_refused_refresh_marks_the_connection_needs_reconnect() {
     connect_with_oauth(&env, "t1").await;
     env.sim.revoke_refresh_tokens();
     env.app.clock.advance(Duration::hours(2));
-    let err = connections::credential(&env.app.state, &tenant("t1")).await.unwrap_err();
-    assert!(matches!(err, connections::ConnectionError::NeedsReconnect), "{err:?}");
+    let err = connections::credential(&env.app.state, &tenant("t1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, connections::ConnectionError::NeedsReconnect),
+        "{err:?}"
+    );
     let (_, body) = env.app.api(Method::GET, "/tenants/t1", None).await;
     assert_eq!(body["connection"]["status"], "needs_reconnect");
     let actions: Vec<String> =
@@ -393,7 +611,11 @@ async fn a_refused_refresh_marks_the_connection_needs_reconnect() {
     assert_eq!(actions.len(), 1);
     // Later callers are told at once, without another refresh attempt.
     let calls = env.sim.token_endpoint_calls("refresh_token");
-    assert!(connections::credential(&env.app.state, &tenant("t1")).await.is_err());
+    assert!(
+        connections::credential(&env.app.state, &tenant("t1"))
+            .await
+            .is_err()
+    );
     assert_eq!(env.sim.token_endpoint_calls("refresh_token"), calls);
 }
 
@@ -401,14 +623,20 @@ async fn a_refused_refresh_marks_the_connection_needs_reconnect() {
 async fn a_401_is_followed_by_one_refresh_and_the_new_token_works() {
     let env = app_with_simulator(true).await;
     connect_with_oauth(&env, "t1").await;
-    let stale = connections::credential(&env.app.state, &tenant("t1")).await.unwrap();
+    let stale = connections::credential(&env.app.state, &tenant("t1"))
+        .await
+        .unwrap();
     env.sim.expire_access_tokens();
     assert!(env.app.state.ld.caller_identity(&stale.auth).await.is_err());
-    let fresh = connections::refresh_after_unauthorized(&env.app.state, &tenant("t1"), &stale).await.unwrap();
+    let fresh = connections::refresh_after_unauthorized(&env.app.state, &tenant("t1"), &stale)
+        .await
+        .unwrap();
     env.app.state.ld.caller_identity(&fresh.auth).await.unwrap();
     // A second caller holding the same stale token gets the fresh one, no new refresh.
     let calls = env.sim.token_endpoint_calls("refresh_token");
-    let again = connections::refresh_after_unauthorized(&env.app.state, &tenant("t1"), &stale).await.unwrap();
+    let again = connections::refresh_after_unauthorized(&env.app.state, &tenant("t1"), &stale)
+        .await
+        .unwrap();
     assert_eq!(again.token_version, fresh.token_version);
     assert_eq!(env.sim.token_endpoint_calls("refresh_token"), calls);
 }
@@ -417,15 +645,29 @@ async fn a_401_is_followed_by_one_refresh_and_the_new_token_works() {
 async fn every_request_to_launchdarkly_carries_the_version_and_partner_user_agent() {
     let env = app_with_simulator(true).await;
     connect_with_oauth(&env, "t1").await;
-    let cred = connections::credential(&env.app.state, &tenant("t1")).await.unwrap();
+    let cred = connections::credential(&env.app.state, &tenant("t1"))
+        .await
+        .unwrap();
     env.app.state.ld.list_projects(&cred.auth).await.unwrap();
     let requests = env.sim.requests();
-    let api: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/api/v2/")).collect();
+    let api: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/"))
+        .collect();
     assert!(api.len() >= 2, "{requests:?}");
     for r in api {
-        assert_eq!(r.header("ld-api-version"), Some("20240415"), "{} {}", r.method, r.path);
+        assert_eq!(
+            r.header("ld-api-version"),
+            Some("20240415"),
+            "{} {}",
+            r.method,
+            r.path
+        );
     }
-    for r in requests.iter().filter(|r| r.path.starts_with("/api/v2/") || r.path == "/trust/oauth/token") {
+    for r in requests
+        .iter()
+        .filter(|r| r.path.starts_with("/api/v2/") || r.path == "/trust/oauth/token")
+    {
         assert_eq!(
             r.header("user-agent"),
             Some(concat!("launchdarkly-eaas-int/", env!("CARGO_PKG_VERSION"))),
