@@ -10,4 +10,5 @@ mod connect;
 mod foundation;
 mod simulator;
 mod ui;
+mod ui_demo;
 mod ui_manifest;
