@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server and the lifecycle workers.
     Serve(Box<ServeArgs>),
+    /// The whole product on loopback against the built-in LaunchDarkly
+    /// simulator: prints a connect link, an API key and curl examples.
+    Demo(Box<crate::demo::DemoArgs>),
     /// Create the database if needed and apply migrations.
     Migrate(DatabaseArgs),
     /// Manage internal API keys.
@@ -111,6 +114,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 stop.cancel();
             });
             app.run_until_stopped().await
+        }
+        Command::Demo(args) => {
+            telemetry::init(args.serve.log_format, std::io::stderr);
+            let demo = crate::demo::Demo::start(*args, std::sync::Arc::new(SystemClock)).await?;
+            let stop = demo.app.shutdown_token();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            println!("{}", demo.info.instructions());
+            demo.run_until_stopped().await
         }
         Command::Migrate(args) => {
             telemetry::init(LogFormat::Text, std::io::stderr);

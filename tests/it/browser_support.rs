@@ -149,15 +149,21 @@ impl Browser {
         self.client.current_url().await.unwrap().path().to_owned()
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page, or `None` while it is being replaced.
+    async fn try_text(&self) -> Option<String> {
+        let body = self.client.find(Locator::Css("body")).await.ok()?;
+        body.text().await.ok()
+    }
+
+    /// The visible text of the page (waiting out a navigation in progress).
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..50 {
+            if let Some(text) = self.try_text().await {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never settled");
     }
 
     pub async fn click(&self, css: &str) {
@@ -181,7 +187,7 @@ impl Browser {
     pub async fn wait_for_text(&self, needle: &str, timeout: Duration) -> String {
         let started = Instant::now();
         loop {
-            let text = self.text().await;
+            let text = self.try_text().await.unwrap_or_default();
             if text.contains(needle) {
                 return text;
             }
@@ -218,6 +224,7 @@ impl Browser {
             .client
             .set_window_size(1280, u32::try_from(height).unwrap_or(900))
             .await;
+        let _ = self.client.execute("window.scrollTo(0, 0);", vec![]).await;
         let path = self.screenshot(step).await;
         let _ = self.client.set_window_size(1280, 900).await;
         path

@@ -11,4 +11,5 @@ mod foundation;
 mod launchdarkly;
 mod simulator;
 mod ui;
+mod ui_demo;
 mod ui_manifest;
