@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server and the lifecycle workers.
     Serve(Box<ServeArgs>),
+    /// The whole product on loopback against the built-in LaunchDarkly
+    /// simulator: prints a connect link, an API key and curl examples.
+    Demo(Box<crate::demo::DemoArgs>),
     /// Create the database if needed and apply migrations.
     Migrate(DatabaseArgs),
     /// Manage internal API keys.
@@ -35,6 +38,9 @@ pub enum Command {
     /// Manage the keys that seal stored secrets.
     #[command(subcommand, name = "encryption-keys")]
     EncryptionKeys(EncryptionKeysCommand),
+    /// Run the LaunchDarkly simulator alone (the subset of LaunchDarkly's API and OAuth ld-eaas uses).
+    #[command(name = "fake-launchdarkly")]
+    FakeLaunchDarkly(Box<crate::simulator::cli::FakeLaunchDarklyArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -109,6 +115,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             app.run_until_stopped().await
         }
+        Command::Demo(args) => {
+            telemetry::init(args.serve.log_format, std::io::stderr);
+            let demo = crate::demo::Demo::start(*args, std::sync::Arc::new(SystemClock)).await?;
+            let stop = demo.app.shutdown_token();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            println!("{}", demo.info.instructions());
+            demo.run_until_stopped().await
+        }
         Command::Migrate(args) => {
             telemetry::init(LogFormat::Text, std::io::stderr);
             pool(&args).await?;
@@ -116,6 +133,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiKeys(cmd) => api_keys_command(cmd).await,
+        Command::FakeLaunchDarkly(args) => {
+            telemetry::init(LogFormat::Text, std::io::stderr);
+            crate::simulator::cli::run(*args).await
+        }
         Command::EncryptionKeys(EncryptionKeysCommand::Generate { id }) => {
             println!("{}", Keyring::generate_spec(&id));
             Ok(())

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod ids;
 pub mod launchdarkly;

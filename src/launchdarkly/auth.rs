@@ -61,8 +61,9 @@ impl RequestAuth {
         }
     }
 
-    /// The key rate-limit state is kept under.
-    pub(crate) fn rate_limit_account(&self) -> String {
+    /// The account key rate-limit state is kept under (see
+    /// [`RateLimitGate::blocked_until`](super::RateLimitGate::blocked_until)).
+    pub fn rate_limit_key(&self) -> String {
         match &self.account_id {
             Some(id) => format!("account:{id}"),
             None => self.credential.fingerprint(),
@@ -92,10 +93,10 @@ mod tests {
     #[test]
     fn unknown_accounts_are_keyed_by_a_token_fingerprint_not_the_token() {
         let auth = RequestAuth::new(Credential::ApiToken("api-secret-123".into()), None);
-        let key = auth.rate_limit_account();
+        let key = auth.rate_limit_key();
         assert!(key.starts_with("token:"));
         assert!(!key.contains("secret"));
         let known = RequestAuth::new(auth.credential.clone(), Some("acc1".into()));
-        assert_eq!(known.rate_limit_account(), "account:acc1");
+        assert_eq!(known.rate_limit_key(), "account:acc1");
     }
 }

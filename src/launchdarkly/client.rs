@@ -165,7 +165,7 @@ impl LdClient {
         body: Option<&B>,
     ) -> Result<Answer, LdError> {
         let gate = &self.inner.gate;
-        let account = auth.rate_limit_account();
+        let account = auth.rate_limit_key();
         if let Some(reset_at) = gate.blocked_until(&account, route).await {
             tracing::debug!(%route, %reset_at, "held back: LaunchDarkly rate limit not reset yet");
             return Err(LdError::RateLimited { reset_at });

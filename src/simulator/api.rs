@@ -14,9 +14,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::listing::{ListQuery, has_all_tags, matches_query, sort_by, wanted_tags};
 use super::model::{SimEnvironment, SimProject};
-use super::render;
 use super::state::{SharedState, SimState};
 use super::validate;
+use super::{listing, render};
 
 /// LaunchDarkly refuses to clone a source environment with more segments than this.
 pub const MAX_CLONE_SEGMENTS: usize = 1_000;
@@ -109,10 +109,11 @@ pub(crate) async fn get_project(
     Path(project_key): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let query = ListQuery::parse(query.as_deref(), shared.settings.max_page_limit, &[], &[])?;
+    let expand = listing::expand_of(query.as_deref(), &["environments"])?;
     let state = shared.lock();
     let project = visible_project(&state, &caller, &project_key)?;
-    Ok(Json(render::project(project, query.expands("environments"))).into_response())
+    let expand_environments = expand.iter().any(|e| e == "environments");
+    Ok(Json(render::project(project, expand_environments)).into_response())
 }
 
 /// `GET /api/v2/projects/{projectKey}/environments`

@@ -11,7 +11,9 @@ use super::config::{ApiTokenGrant, OAuthClientRegistration, RateLimitConfig, Sim
 use super::faults::Faults;
 use super::seed::DEMO_ACCOUNT;
 
-#[derive(Debug, Clone, clap::Args)]
+/// The flags of `ld-eaas fake-launchdarkly`. `Debug` leaves out the tokens and the
+/// client secret.
+#[derive(Clone, clap::Args)]
 pub struct FakeLaunchDarklyArgs {
     /// Address to listen on.
     #[arg(long, env = "LD_EAAS_SIM_LISTEN", default_value = "127.0.0.1:8090")]
@@ -107,6 +109,26 @@ pub struct FakeLaunchDarklyArgs {
     /// Seed for reproducible fault decisions.
     #[arg(long, env = "LD_EAAS_SIM_FAULT_SEED")]
     pub fault_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for FakeLaunchDarklyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeLaunchDarklyArgs")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field(
+                "api_tokens",
+                &format_args!("[{} redacted]", self.api_tokens.len()),
+            )
+            .field(
+                "reader_api_tokens",
+                &format_args!("[{} redacted]", self.reader_api_tokens.len()),
+            )
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("auto_approve", &self.auto_approve)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeLaunchDarklyArgs {

@@ -2,9 +2,11 @@
 //! OAuth behaves, and its rate limits.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::record::fingerprint;
 use super::seed::DEMO_ACCOUNT;
 
 /// Everything [`Simulator::start`](super::Simulator::start) needs. `Default` is a
@@ -96,8 +98,9 @@ impl FromStr for Role {
     }
 }
 
-/// One API access token and what it may reach.
-#[derive(Debug, Clone)]
+/// One API access token and what it may reach. `Debug` shows a fingerprint of
+/// the token, never the token.
+#[derive(Clone)]
 pub struct ApiTokenGrant {
     pub token: String,
     pub account_id: String,
@@ -141,13 +144,35 @@ impl ApiTokenGrant {
     }
 }
 
+impl fmt::Debug for ApiTokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiTokenGrant")
+            .field("token", &fingerprint(&self.token))
+            .field("account_id", &self.account_id)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .field("service_token", &self.service_token)
+            .field("projects", &self.projects)
+            .finish()
+    }
+}
+
 /// An OAuth client as registered with LaunchDarkly: exactly one redirect URI,
-/// compared exactly.
-#[derive(Debug, Clone)]
+/// compared exactly. `Debug` leaves out the secret.
+#[derive(Clone)]
 pub struct OAuthClientRegistration {
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
+}
+
+impl fmt::Debug for OAuthClientRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClientRegistration")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Fixed-window limits, counted per account (global) and per account and route.

@@ -64,9 +64,7 @@ impl ListQuery {
                     out.sort = parse_sort(&value, sort_fields)?;
                     out.raw_sort = Some(value.into_owned());
                 }
-                "expand" => {
-                    out.expand = value.split(',').map(|s| s.trim().to_owned()).collect();
-                }
+                "expand" => out.expand = parse_expand(&value, &["environments"])?,
                 _ => {}
             }
         }
@@ -136,6 +134,32 @@ impl ListQuery {
         }
         links
     }
+}
+
+/// An `expand` list; LaunchDarkly refuses fields it cannot expand.
+pub(crate) fn parse_expand(raw: &str, fields: &[&str]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for field in raw.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        if !fields.contains(&field) {
+            return Err(ApiError::invalid_request(format!(
+                "Unsupported expand field {field:?} (supported: {})",
+                fields.join(", ")
+            )));
+        }
+        out.push(field.to_owned());
+    }
+    Ok(out)
+}
+
+/// The `expand` list of a single-resource query (no paging there).
+pub(crate) fn expand_of(query: Option<&str>, fields: &[&str]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if name == "expand" {
+            out.extend(parse_expand(&value, fields)?);
+        }
+    }
+    Ok(out)
 }
 
 fn parse_filter(raw: &str, fields: &[&str]) -> Result<Vec<(String, String)>, ApiError> {

@@ -1,7 +1,7 @@
 //! The request log tests assert on. Secrets never enter it: `Authorization` and
 //! the OAuth form's secret fields are replaced by fingerprints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
@@ -77,7 +77,7 @@ pub fn fingerprint(secret: &str) -> String {
 #[derive(Default)]
 pub(crate) struct RequestLog {
     next_seq: u64,
-    entries: Vec<RecordedRequest>,
+    entries: VecDeque<RecordedRequest>,
 }
 
 impl RequestLog {
@@ -85,9 +85,9 @@ impl RequestLog {
         self.next_seq += 1;
         entry.seq = self.next_seq;
         if self.entries.len() >= MAX_LOG {
-            self.entries.remove(0);
+            self.entries.pop_front();
         }
-        self.entries.push(entry);
+        self.entries.push_back(entry);
         self.next_seq
     }
 
@@ -106,7 +106,7 @@ impl RequestLog {
     }
 
     pub fn entries(&self) -> Vec<RecordedRequest> {
-        self.entries.clone()
+        self.entries.iter().cloned().collect()
     }
 
     pub fn clear(&mut self) {

@@ -1,11 +1,8 @@
-//! Pages. The UI issue fills these out; the foundation needs the landing
-//! target of a connect link.
+//! What every page needs first: the tenant this browser is bound to.
 
-use askama::Template;
-use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{CustomerSession, PageError, PageResult, render_error};
 use crate::error::AppError;
@@ -22,7 +19,10 @@ pub async fn require_tenant(state: &AppState, session: &CustomerSession) -> Page
         )));
     };
     match tenants::get(&state.db, &id).await? {
-        Some(t) if t.offboarding_at.is_none() => Ok(t),
+        Some(t) if t.offboarding_at.is_none() => {
+            tracing::Span::current().record("tenant_id", t.id.as_str());
+            Ok(t)
+        }
         _ => {
             session.end().await?;
             Err(PageError(AppError::Unauthorized(
@@ -32,33 +32,16 @@ pub async fn require_tenant(state: &AppState, session: &CustomerSession) -> Page
     }
 }
 
-#[derive(Template, WebTemplate)]
-#[template(path = "settings.html")]
-pub struct SettingsPage {
-    pub product_name: String,
-    pub tenant_name: String,
-}
-
-pub async fn settings(
-    State(state): State<AppState>,
-    session: CustomerSession,
-) -> PageResult<SettingsPage> {
-    let tenant = require_tenant(&state, &session).await?;
-    Ok(SettingsPage {
-        product_name: state.config.product_name.clone(),
-        tenant_name: tenant.display_name,
-    })
-}
-
 pub async fn home(State(state): State<AppState>, session: CustomerSession) -> PageResult<Response> {
     require_tenant(&state, &session).await?;
-    Ok(axum::response::Redirect::to("/settings").into_response())
+    Ok(Redirect::to("/settings").into_response())
 }
 
 pub async fn not_found() -> Response {
     render_error(
         StatusCode::NOT_FOUND,
         "Page not found",
-        "There is nothing at this address.".to_owned(),
+        "There is nothing at this address. Use the navigation above, or open your connect link again."
+            .to_owned(),
     )
 }

@@ -155,6 +155,7 @@ async fn bad_tenant_input_gets_a_clear_error_and_changes_nothing() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_error(&body, "payload_too_large");
     let res = app
         .client
         .put(app.url("/api/v1/tenants/t1"))

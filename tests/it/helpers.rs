@@ -236,10 +236,21 @@ pub async fn spawn_app_on(
     flags: &[&str],
     adjust: impl FnOnce(Config) -> Config,
 ) -> TestApp {
-    init_logging();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind port 0");
+    spawn_app_on_listener(database, listener, flags, adjust).await
+}
+
+/// Like [`spawn_app_on`] with a listener bound by the test, so it can tell
+/// another service (the simulator's OAuth client) the app's URL first.
+pub async fn spawn_app_on_listener(
+    database: TestDatabase,
+    listener: tokio::net::TcpListener,
+    flags: &[&str],
+    adjust: impl FnOnce(Config) -> Config,
+) -> TestApp {
+    init_logging();
     let address = format!("http://{}", listener.local_addr().expect("local addr"));
     let config = adjust(test_config(&database.url, &address, flags));
     let clock = Arc::new(ManualClock::starting_now());

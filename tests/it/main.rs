@@ -4,6 +4,13 @@
 
 mod helpers;
 
+mod browser;
+mod browser_support;
+mod connect;
 mod foundation;
+mod launchdarkly;
 mod lifecycle;
 mod simulator;
+mod ui;
+mod ui_demo;
+mod ui_manifest;

@@ -27,6 +27,26 @@ fn the_defaults_listen_on_8090_seeded_with_generous_limits() {
 }
 
 #[test]
+fn printing_the_flags_shows_no_token_or_secret() {
+    let args = parse(&[
+        "--api-token",
+        "printed-writer-token",
+        "--oauth-client-id",
+        "c",
+        "--oauth-client-secret",
+        "printed-client-secret",
+        "--redirect-uri",
+        "http://127.0.0.1:8080/oauth/callback",
+    ]);
+    let printed = format!("{args:?} {:?}", args.config());
+    assert!(
+        !printed.contains("printed-writer-token") && !printed.contains("printed-client-secret"),
+        "{printed}"
+    );
+    assert!(printed.contains("127.0.0.1:8090"));
+}
+
+#[test]
 fn an_oauth_client_needs_its_secret_and_redirect_uri() {
     let argv = ["fake-launchdarkly", "--oauth-client-id", "c"];
     assert!(Args::try_parse_from(argv).is_err());

@@ -1,1 +1,507 @@
-//! (in progress)
+//! Conformance to LaunchDarkly's OpenAPI document (the subset ld-eaas uses): every
+//! answer of every operation, success or error, validates against the schema the
+//! document gives for that operation and status; a status the document does not
+//! list for the operation fails the test. The request side too: the simulator
+//! requires exactly the fields `EnvironmentPost` requires.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use ld_eaas::simulator::{ApiTokenGrant, RateLimitConfig, SimulatorConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::{Answer, READER, Sim, WRITER, base_config, env_post, start, start_with};
+
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/launchdarkly/openapi-eaas-subset.json"
+);
+
+fn load_spec() -> Value {
+    let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("reading {SPEC}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// OpenAPI 3.0 schema → JSON Schema draft 7: component refs point into
+/// `definitions`, `nullable` becomes a `null` type, documentation-only keywords go.
+fn to_json_schema(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, value) in map {
+                match key.as_str() {
+                    "$ref" => {
+                        let target = value.as_str().unwrap();
+                        let name = target
+                            .strip_prefix("#/components/schemas/")
+                            .unwrap_or_else(|| panic!("unexpected $ref {target}"));
+                        out.insert(key.clone(), json!(format!("#/definitions/{name}")));
+                    }
+                    "example" | "examples" | "nullable" | "discriminator" | "xml"
+                    | "externalDocs" | "deprecated" => {}
+                    _ => {
+                        out.insert(key.clone(), to_json_schema(value));
+                    }
+                }
+            }
+            let nullable = map
+                .get("nullable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !nullable {
+                return Value::Object(out);
+            }
+            match out.get("type").cloned() {
+                Some(Value::String(t)) => {
+                    out.insert("type".to_owned(), json!([t, "null"]));
+                    Value::Object(out)
+                }
+                // `$ref` with `nullable` (or no type): either the schema or null.
+                _ => json!({"anyOf": [Value::Object(out), {"type": "null"}]}),
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(to_json_schema).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Checks answers against the document and remembers which (operation, status)
+/// pairs were seen.
+struct Conformance {
+    spec: Value,
+    definitions: Value,
+    operations: HashMap<String, Value>,
+    seen: BTreeSet<(String, u16)>,
+}
+
+impl Conformance {
+    fn new() -> Self {
+        let spec = load_spec();
+        let definitions = to_json_schema(&spec["components"]["schemas"]);
+        let mut operations = HashMap::new();
+        for (_, item) in spec["paths"].as_object().unwrap() {
+            for (_, op) in item.as_object().unwrap() {
+                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                    operations.insert(id.to_owned(), op.clone());
+                }
+            }
+        }
+        Self {
+            spec,
+            definitions,
+            operations,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// `answer` is a documented answer of `operation` and its body fits the schema.
+    #[track_caller]
+    fn check(&mut self, operation: &str, answer: &Answer) {
+        let op = self
+            .operations
+            .get(operation)
+            .unwrap_or_else(|| panic!("no operation {operation} in the spec"));
+        let status = answer.status.as_u16();
+        let Some(response) = op["responses"].get(status.to_string()) else {
+            panic!(
+                "{operation} answered {status}, which the spec does not list for it (documented: {:?}); body: {}",
+                op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect::<Vec<_>>(),
+                answer.body
+            );
+        };
+        match response.pointer("/content/application~1json/schema") {
+            None => assert_eq!(
+                answer.body,
+                Value::Null,
+                "{operation} {status} has no body in the spec"
+            ),
+            Some(schema) => {
+                let mut root = to_json_schema(schema);
+                root["definitions"] = self.definitions.clone();
+                root["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+                let validator = jsonschema::draft7::new(&root).unwrap();
+                let errors: Vec<String> = validator
+                    .iter_errors(&answer.body)
+                    .map(|e| format!("{} at {}", e, e.instance_path))
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{operation} {status} does not match the spec: {errors:#?}\nbody: {:#}",
+                    answer.body
+                );
+                assert_eq!(
+                    answer
+                        .header("content-type")
+                        .map(|c| c.starts_with("application/json")),
+                    Some(true),
+                    "{operation} {status} is JSON"
+                );
+            }
+        }
+        self.seen.insert((operation.to_owned(), status));
+    }
+
+    /// Every pair in `expected` was seen.
+    #[track_caller]
+    fn assert_covered(&self, expected: &[(&str, &[u16])]) {
+        for (op, statuses) in expected {
+            for status in *statuses {
+                assert!(
+                    self.seen.contains(&((*op).to_owned(), *status)),
+                    "{op} {status} was never exercised; seen: {:?}",
+                    self.seen
+                );
+            }
+        }
+    }
+}
+
+/// Produces every answer the simulator gives for the spec's operations.
+async fn exercise(s: &Sim, c: &mut Conformance) {
+    let envs = "/api/v2/projects/demo/environments";
+    let scoped = "scoped-to-sandbox-token";
+    s.sim
+        .add_api_token(ApiTokenGrant::new(scoped, "writer").with_projects(&["sandbox"]));
+
+    // getCallerIdentity
+    c.check(
+        "getCallerIdentity",
+        &s.get("/api/v2/caller-identity", WRITER).await,
+    );
+    let bearer = format!(
+        "Bearer {}",
+        s.sim.issue_access_token(
+            "spec-client",
+            super::ACCOUNT,
+            ld_eaas::simulator::Role::Writer
+        )
+    );
+    c.check(
+        "getCallerIdentity",
+        &s.get("/api/v2/caller-identity", &bearer).await,
+    );
+    c.check(
+        "getCallerIdentity",
+        &s.get("/api/v2/caller-identity", "bad").await,
+    );
+
+    // getProjects
+    for path in [
+        "/api/v2/projects",
+        "/api/v2/projects?limit=1&offset=1",
+        "/api/v2/projects?expand=environments&filter=query:demo&sort=-name",
+    ] {
+        c.check("getProjects", &s.get(path, READER).await);
+    }
+    c.check(
+        "getProjects",
+        &s.get("/api/v2/projects?limit=x", READER).await,
+    );
+    c.check(
+        "getProjects",
+        &s.get("/api/v2/projects?expand=flags", READER).await,
+    );
+    c.check(
+        "getProjects",
+        &s.call(Method::GET, "/api/v2/projects", None, None).await,
+    );
+
+    // getProject
+    c.check("getProject", &s.get("/api/v2/projects/demo", READER).await);
+    c.check(
+        "getProject",
+        &s.get("/api/v2/projects/demo?expand=environments", READER)
+            .await,
+    );
+    c.check(
+        "getProject",
+        &s.get("/api/v2/projects/demo?expand=members", READER).await,
+    );
+    c.check(
+        "getProject",
+        &s.get("/api/v2/projects/missing", READER).await,
+    );
+    c.check("getProject", &s.get("/api/v2/projects/demo", scoped).await);
+    c.check("getProject", &s.get("/api/v2/projects/demo", "bad").await);
+
+    // getEnvironmentsByProject
+    for path in [
+        envs,
+        "/api/v2/projects/sandbox/environments?limit=5&offset=5",
+        "/api/v2/projects/sandbox/environments?filter=tags%3Aqa%2Bodd",
+    ] {
+        c.check("getEnvironmentsByProject", &s.get(path, READER).await);
+    }
+    c.check(
+        "getEnvironmentsByProject",
+        &s.get(&format!("{envs}?limit=-3"), READER).await,
+    );
+    c.check(
+        "getEnvironmentsByProject",
+        &s.get(&format!("{envs}?filter=colour:red"), READER).await,
+    );
+    c.check(
+        "getEnvironmentsByProject",
+        &s.get("/api/v2/projects/missing/environments", READER).await,
+    );
+    c.check("getEnvironmentsByProject", &s.get(envs, scoped).await);
+    c.check("getEnvironmentsByProject", &s.get(envs, "bad").await);
+    c.check(
+        "getEnvironmentsByProject",
+        &s.call(Method::PUT, envs, Some(WRITER), Some(&json!({})))
+            .await,
+    );
+
+    // postEnvironment
+    let mut clone = env_post("spec-clone");
+    clone["source"] = json!({"key": "staging"});
+    clone["tags"] = json!(["ld-eaas"]);
+    c.check("postEnvironment", &s.post(envs, WRITER, &clone).await);
+    c.check("postEnvironment", &s.post(envs, WRITER, &clone).await);
+    c.check(
+        "postEnvironment",
+        &s.post(envs, WRITER, &json!({"key": "k"})).await,
+    );
+    let mut unknown = env_post("spec-unknown-source");
+    unknown["source"] = json!({"key": "nowhere"});
+    c.check("postEnvironment", &s.post(envs, WRITER, &unknown).await);
+    c.check(
+        "postEnvironment",
+        &s.post(
+            "/api/v2/projects/missing/environments",
+            WRITER,
+            &env_post("x"),
+        )
+        .await,
+    );
+    c.check(
+        "postEnvironment",
+        &s.post(envs, READER, &env_post("x")).await,
+    );
+    c.check(
+        "postEnvironment",
+        &s.post(envs, scoped, &env_post("x")).await,
+    );
+    c.check(
+        "postEnvironment",
+        &s.post(envs, "bad", &env_post("x")).await,
+    );
+    s.sim
+        .set_segment_count(super::ACCOUNT, "demo", "production", 5000)
+        .unwrap();
+    let mut big = env_post("spec-big");
+    big["source"] = json!({"key": "production"});
+    c.check("postEnvironment", &s.post(envs, WRITER, &big).await);
+
+    // getEnvironment
+    c.check(
+        "getEnvironment",
+        &s.get(&format!("{envs}/spec-clone"), READER).await,
+    );
+    c.check(
+        "getEnvironment",
+        &s.get(&format!("{envs}/missing"), READER).await,
+    );
+    c.check(
+        "getEnvironment",
+        &s.get("/api/v2/projects/missing/environments/x", READER)
+            .await,
+    );
+    c.check(
+        "getEnvironment",
+        &s.get(&format!("{envs}/production"), scoped).await,
+    );
+    c.check(
+        "getEnvironment",
+        &s.get(&format!("{envs}/production"), "bad").await,
+    );
+
+    // deleteEnvironment
+    c.check(
+        "deleteEnvironment",
+        &s.delete(&format!("{envs}/spec-clone"), READER).await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &s.delete(&format!("{envs}/spec-clone"), scoped).await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &s.delete(&format!("{envs}/spec-clone"), "bad").await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &s.delete(&format!("{envs}/spec-clone"), WRITER).await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &s.delete(&format!("{envs}/spec-clone"), WRITER).await,
+    );
+}
+
+#[tokio::test]
+async fn every_answer_of_every_operation_matches_the_openapi_document() {
+    let s = start().await;
+    let mut c = Conformance::new();
+    exercise(&s, &mut c).await;
+
+    // Rate limited: a route limit of one makes every second call a 429.
+    let rate_limits = RateLimitConfig {
+        route_limit: 1,
+        window: Duration::from_secs(600),
+        ..RateLimitConfig::default()
+    };
+    let limited = start_with(SimulatorConfig {
+        rate_limits,
+        ..base_config()
+    })
+    .await;
+    let envs = "/api/v2/projects/demo/environments";
+    for _ in 0..2 {
+        c.check(
+            "getCallerIdentity",
+            &limited.get("/api/v2/caller-identity", WRITER).await,
+        );
+        c.check(
+            "getProjects",
+            &limited.get("/api/v2/projects", WRITER).await,
+        );
+        c.check(
+            "getProject",
+            &limited.get("/api/v2/projects/demo", WRITER).await,
+        );
+        c.check("getEnvironmentsByProject", &limited.get(envs, WRITER).await);
+        c.check(
+            "getEnvironment",
+            &limited.get(&format!("{envs}/test"), WRITER).await,
+        );
+    }
+    c.check(
+        "postEnvironment",
+        &limited.post(envs, WRITER, &env_post("one")).await,
+    );
+    c.check(
+        "postEnvironment",
+        &limited.post(envs, WRITER, &env_post("two")).await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &limited.delete(&format!("{envs}/one"), WRITER).await,
+    );
+    c.check(
+        "deleteEnvironment",
+        &limited.delete(&format!("{envs}/one"), WRITER).await,
+    );
+
+    c.assert_covered(&[
+        ("getCallerIdentity", &[200, 401, 429]),
+        ("getProjects", &[200, 400, 401, 429]),
+        ("getProject", &[200, 400, 401, 403, 404, 429]),
+        (
+            "getEnvironmentsByProject",
+            &[200, 400, 401, 403, 404, 405, 429],
+        ),
+        ("postEnvironment", &[201, 400, 401, 403, 404, 409, 429]),
+        ("getEnvironment", &[200, 401, 403, 404, 429]),
+        ("deleteEnvironment", &[204, 401, 403, 404, 429]),
+    ]);
+}
+
+#[tokio::test]
+async fn every_operation_in_the_document_is_served_at_its_path() {
+    let s = start().await;
+    let c = Conformance::new();
+    let mut served = 0;
+    for (path, item) in c.spec["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            let concrete = path
+                .replace("{projectKey}", "demo")
+                .replace("{environmentKey}", "test");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // Unauthenticated: a served route says 401, an unknown one would say 404.
+            let answer = s.call(method.clone(), &concrete, None, None).await;
+            answer.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+            served += 1;
+        }
+    }
+    assert_eq!(served, 7, "the subset has seven operations");
+}
+
+/// A valid value for each `EnvironmentPost` property.
+fn valid_value(name: &str, schema: &Value) -> Value {
+    match name {
+        "key" => json!("spec-key"),
+        "name" => json!("Spec name"),
+        "color" => json!("A1B2C3"),
+        "tags" => json!(["spec"]),
+        "source" => json!({"key": "test"}),
+        "defaultTtl" => json!(5),
+        _ => match schema["type"].as_str() {
+            Some("boolean") => json!(true),
+            Some("integer") => json!(1),
+            Some("string") => json!("x"),
+            other => panic!("no valid value for {name} ({other:?}): extend this test"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn the_simulator_requires_exactly_the_fields_the_document_requires() {
+    let s = start().await;
+    let spec = load_spec();
+    let post = &spec["components"]["schemas"]["EnvironmentPost"];
+    let required: BTreeSet<String> = post["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!required.is_empty());
+    let properties = post["properties"].as_object().unwrap();
+    let full: Map<String, Value> = properties
+        .iter()
+        .map(|(name, schema)| (name.clone(), valid_value(name, schema)))
+        .collect();
+    let envs = "/api/v2/projects/demo/environments";
+
+    // Every documented field is accepted, and the answer reflects it.
+    let created = s.post(envs, WRITER, &Value::Object(full.clone())).await;
+    let env = created.assert(StatusCode::CREATED).clone();
+    for (name, value) in &full {
+        if name != "source" {
+            assert_eq!(&env[name], value, "{name} is stored as sent");
+        }
+    }
+    assert_eq!(
+        s.delete(&format!("{envs}/spec-key"), WRITER).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    for name in properties.keys() {
+        let mut body = full.clone();
+        body.remove(name);
+        let answer = s.post(envs, WRITER, &Value::Object(body)).await;
+        if required.contains(name) {
+            answer.assert_error(StatusCode::BAD_REQUEST, "invalid_request");
+            assert!(
+                answer.body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(name.as_str()),
+                "the message names {name}: {}",
+                answer.body
+            );
+        } else {
+            answer.assert(StatusCode::CREATED);
+            assert_eq!(
+                s.delete(&format!("{envs}/spec-key"), WRITER).await.status,
+                StatusCode::NO_CONTENT
+            );
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Rate limits: 429s waited out until the reset time, nothing sent for a throttled
+//! account before then, and other accounts untouched.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ld_eaas::launchdarkly::{LdClient, LdError, RateLimitGate};
+use ld_eaas::simulator::{DEMO_PROJECT, Faults, RateLimitConfig, SimulatorConfig};
+use reqwest::Method;
+
+use super::{OTHER_PROJECT, other_account, sim_config, start, start_with, writer};
+
+const GET_PROJECT: &str = "GET /api/v2/projects/{projectKey}";
+
+/// A simulator allowing `per_window` project reads per account per `window`.
+async fn project_reads_limited(per_window: u32, window: Duration) -> super::Ld {
+    let mut rate_limits = RateLimitConfig {
+        window,
+        ..RateLimitConfig::default()
+    };
+    rate_limits
+        .route_limits
+        .insert(GET_PROJECT.to_owned(), per_window);
+    start_with(
+        SimulatorConfig {
+            rate_limits,
+            ..sim_config()
+        },
+        |_| {},
+    )
+    .await
+}
+
+/// One injected 429 on project reads, resetting after `reset_after`.
+fn one_429(reset_after: Duration) -> Faults {
+    Faults {
+        rate_limit_rate: 1.0,
+        rate_limit_reset_after: reset_after,
+        max_injections: Some(1),
+        ..Faults::default()
+    }
+    .scoped(Some(Method::GET), Some("/api/v2/projects/demo"))
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_until_the_reset_time_and_then_retried() {
+    let ld = start().await;
+    ld.sim.set_faults(one_429(Duration::from_millis(1500)));
+    let auth = writer();
+    let seen_reset: Arc<Mutex<Option<DateTime<Utc>>>> = Arc::default();
+
+    let project = ld
+        .client
+        .with_retry(Utc::now() + Duration::from_secs(10), || async {
+            let answer = ld.client.get_project(&auth, DEMO_PROJECT).await;
+            if let Err(LdError::RateLimited { reset_at }) = &answer {
+                *seen_reset.lock().unwrap() = Some(*reset_at);
+            }
+            answer
+        })
+        .await
+        .unwrap();
+    assert_eq!(project.key, DEMO_PROJECT);
+
+    let reset_at = seen_reset
+        .lock()
+        .unwrap()
+        .expect("the first answer was a 429");
+    let sent = ld.requests_to("/api/v2/projects/demo");
+    let statuses: Vec<_> = sent.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(429), Some(200)], "one 429, then one retry");
+    assert!(
+        sent[1].at >= reset_at,
+        "the retry ({}) was sent before the reset time ({reset_at})",
+        sent[1].at
+    );
+    assert!(sent[1].at - sent[0].at >= chrono::Duration::milliseconds(1500));
+}
+
+#[tokio::test]
+async fn a_reset_beyond_the_deadline_fails_at_once_instead_of_sleeping() {
+    let ld = start().await;
+    ld.sim.set_faults(one_429(Duration::from_secs(30)));
+    let auth = writer();
+    let started = Instant::now();
+    let answer = ld
+        .client
+        .with_retry(Utc::now() + Duration::from_secs(2), || {
+            ld.client.get_project(&auth, DEMO_PROJECT)
+        })
+        .await;
+    assert!(
+        matches!(answer, Err(LdError::RateLimited { reset_at }) if reset_at > Utc::now()),
+        "{answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(ld.requests_to("/api/v2/projects/demo").len(), 1);
+}
+
+#[tokio::test]
+async fn nothing_is_sent_for_a_throttled_account_while_other_accounts_proceed() {
+    let ld = project_reads_limited(2, Duration::from_secs(2)).await;
+    let throttled = writer();
+    for _ in 0..2 {
+        ld.client
+            .get_project(&throttled, DEMO_PROJECT)
+            .await
+            .unwrap();
+    }
+    // The second answer said the route budget is spent: the client now knows.
+    let sent_before = ld.sim.requests().len();
+    let held = ld.client.get_project(&throttled, DEMO_PROJECT).await;
+    let Err(LdError::RateLimited { reset_at }) = held else {
+        panic!("expected the request to be held back, got {held:?}");
+    };
+    assert!(reset_at > Utc::now());
+    assert_eq!(ld.sim.requests().len(), sent_before, "nothing was sent");
+
+    // Another route of the same account, and the same route of another account, go.
+    ld.client
+        .list_environments(&throttled, DEMO_PROJECT, &[])
+        .await
+        .unwrap();
+    ld.client
+        .get_project(&other_account(), OTHER_PROJECT)
+        .await
+        .unwrap();
+
+    // Waiting it out sends exactly one more request, after the reset.
+    ld.client
+        .with_retry(Utc::now() + Duration::from_secs(10), || {
+            ld.client.get_project(&throttled, DEMO_PROJECT)
+        })
+        .await
+        .unwrap();
+    let reads = ld.requests_to("/api/v2/projects/demo");
+    let reads: Vec<_> = reads
+        .iter()
+        .filter(|r| r.path == "/api/v2/projects/demo")
+        .collect();
+    assert_eq!(reads.len(), 3);
+    assert!(reads[2].at >= reset_at);
+    assert!(
+        ld.sim.requests().iter().all(|r| r.status != Some(429)),
+        "the client never provoked a 429"
+    );
+}
+
+#[tokio::test]
+async fn an_exhausted_global_budget_holds_back_every_route_of_that_account_only() {
+    let rate_limits = RateLimitConfig {
+        global_limit: 2,
+        window: Duration::from_secs(5),
+        ..RateLimitConfig::default()
+    };
+    let ld = start_with(
+        SimulatorConfig {
+            rate_limits,
+            ..sim_config()
+        },
+        |_| {},
+    )
+    .await;
+    let throttled = writer();
+    ld.client.caller_identity(&throttled).await.unwrap();
+    ld.client
+        .get_project(&throttled, DEMO_PROJECT)
+        .await
+        .unwrap();
+    let sent_before = ld.sim.requests().len();
+    let held = ld
+        .client
+        .list_environments(&throttled, DEMO_PROJECT, &[])
+        .await;
+    assert!(matches!(held, Err(LdError::RateLimited { .. })), "{held:?}");
+    assert_eq!(ld.sim.requests().len(), sent_before);
+    ld.client.caller_identity(&other_account()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_real_429_is_rate_limited_and_clients_sharing_a_gate_share_what_they_learn() {
+    let ld = project_reads_limited(1, Duration::from_secs(3)).await;
+    let auth = writer();
+    let shared_gate = RateLimitGate::in_memory();
+    let first = LdClient::with_gate(ld.config.clone(), shared_gate.clone()).unwrap();
+    let sibling = LdClient::with_gate(ld.config.clone(), shared_gate).unwrap();
+    // A client with its own gate stands in for a replica that learned nothing.
+    let stranger = LdClient::new(ld.config.clone()).unwrap();
+
+    first.get_project(&auth, DEMO_PROJECT).await.unwrap();
+    let sent_before = ld.sim.requests().len();
+    let held = sibling.get_project(&auth, DEMO_PROJECT).await;
+    assert!(matches!(held, Err(LdError::RateLimited { .. })), "{held:?}");
+    assert_eq!(
+        ld.sim.requests().len(),
+        sent_before,
+        "the sibling sent nothing"
+    );
+
+    let refused = stranger.get_project(&auth, DEMO_PROJECT).await;
+    let Err(LdError::RateLimited { reset_at }) = refused else {
+        panic!("expected a 429, got {refused:?}");
+    };
+    assert_eq!(ld.sim.requests().last().unwrap().status, Some(429));
+    assert!(reset_at > Utc::now() && reset_at <= Utc::now() + Duration::from_secs(4));
+    // The 429 taught the stranger too.
+    let sent_before = ld.sim.requests().len();
+    assert!(stranger.get_project(&auth, DEMO_PROJECT).await.is_err());
+    assert_eq!(ld.sim.requests().len(), sent_before);
+}
