@@ -191,7 +191,11 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
     assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 1);
     assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 0);
     run_due_jobs(&app.state).await.unwrap();
-    assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 0, "swept recently");
+    assert_eq!(
+        sweeper::schedule_sweeps(&app.state).await.unwrap(),
+        0,
+        "swept recently"
+    );
 
     let sweep = || async {
         assert!(
