@@ -25,10 +25,10 @@ use sqlx::{Connection, PgConnection};
 
 const TENANTS: usize = 4;
 /// Environments created (then deleted) in the throughput runs.
-const BULK: usize = 400;
+const BULK: usize = 1_000;
 /// Sequential-ish PUTs with `?wait=` for the latency figures.
-const LATENCY_SAMPLES: usize = 150;
-const GET_SAMPLES: usize = 1_000;
+const LATENCY_SAMPLES: usize = 300;
+const GET_SAMPLES: usize = 3_000;
 const CONCURRENCY: usize = 16;
 
 #[derive(Parser)]
