@@ -66,12 +66,20 @@ create table tenant_settings (
 );
 
 -- One row per generation of an ephemeral environment. "desired" is what the
--- vendor asked for; "status" is how far the workers got in making it so.
+-- vendor asked for; "status" is how far the workers got in making it so. A
+-- generation only ever moves from present to absent: asking for it again after
+-- a delete makes the next generation (with its own derived key), so a create
+-- and an older generation's delete never fight over one LaunchDarkly key.
 create table environments (
     id                     uuid primary key,
+    -- insertion order: "newest first" must not depend on the (injectable) clock.
+    seq                    bigint generated always as identity,
     tenant_id              text not null references tenants (id) on delete cascade,
     ephemeral_id           text not null check (length(ephemeral_id) between 1 and 128),
     generation             integer not null check (generation > 0),
+    -- bumped by every request that changes what the workers must do, so a
+    -- worker that finishes after such a change knows to look again.
+    revision               integer not null default 1,
     desired                text not null check (desired in ('present', 'absent')),
     status                 text not null check (status in ('pending', 'ready', 'deleting', 'deleted', 'failed')),
     -- the request body that made this generation, to refuse a silent change.
@@ -91,13 +99,17 @@ create table environments (
     created_at             timestamptz not null,
     updated_at             timestamptz not null,
     unique (tenant_id, ephemeral_id, generation),
-    check (status <> 'ready' or (client_side_id is not null and sdk_key is not null))
+    check (status <> 'ready' or (client_side_id is not null and sdk_key is not null)),
+    check (case desired when 'present' then status in ('pending', 'ready', 'failed')
+                        else status in ('deleting', 'deleted', 'failed') end)
 );
--- At most one live generation per ephemeral environment.
-create unique index environments_one_live on environments (tenant_id, ephemeral_id) where status <> 'deleted';
+-- At most one generation the vendor wants to exist per ephemeral environment;
+-- older generations may still be on their way out.
+create unique index environments_one_live on environments (tenant_id, ephemeral_id) where desired = 'present';
 create unique index environments_key on environments (tenant_id, project_key, environment_key);
-create index environments_newest on environments (tenant_id, created_at desc, id desc);
-create index environments_expiring on environments (expires_at) where status <> 'deleted' and desired = 'present';
+create index environments_newest on environments (tenant_id, seq desc);
+create index environments_by_ephemeral on environments (tenant_id, ephemeral_id, generation desc);
+create index environments_expiring on environments (expires_at) where desired = 'present';
 
 -- Durable work queue. Claimed with FOR UPDATE SKIP LOCKED; a lease
 -- (locked_until) lets another replica pick up a job whose worker died.
@@ -116,7 +128,8 @@ create table jobs (
     updated_at     timestamptz not null,
     check (kind <> 'reconcile_environment' or environment_id is not null)
 );
-create index jobs_due on jobs (run_at) where state in ('queued', 'running');
+create index jobs_due on jobs (run_at) where state = 'queued';
+create index jobs_leased on jobs (locked_until) where state = 'running';
 create index jobs_tenant on jobs (tenant_id, state);
 -- One open reconcile job per environment: a new request re-arms it.
 create unique index jobs_one_open_reconcile on jobs (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment';
@@ -129,6 +142,17 @@ create table launchdarkly_rate_limits (
     bucket     text not null,
     reset_at   timestamptz not null,
     primary key (account_id, bucket)
+);
+
+-- Environments the sweeper found upstream with this deployment's tags and no
+-- live record, and when it first saw each: it deletes them only once they
+-- have stayed unrecorded for the grace period.
+create table sweep_sightings (
+    tenant_id       text not null references tenants (id) on delete cascade,
+    project_key     text not null,
+    environment_key text not null,
+    first_seen_at   timestamptz not null,
+    primary key (tenant_id, project_key, environment_key)
 );
 
 create table audit_events (
@@ -152,9 +176,12 @@ create table webhook_outbox (
     event_type      text not null,
     payload         jsonb not null,
     attempts        integer not null default 0,
+    -- also the delivery lease: a sender pushes it forward before it calls out.
     next_attempt_at timestamptz not null,
     delivered_at    timestamptz,
+    -- set when retries are exhausted; the row is kept for the operator.
+    abandoned_at    timestamptz,
     last_error      text,
     created_at      timestamptz not null
 );
-create index webhook_outbox_due on webhook_outbox (next_attempt_at) where delivered_at is null;
+create index webhook_outbox_due on webhook_outbox (next_attempt_at) where delivered_at is null and abandoned_at is null;

@@ -110,6 +110,8 @@ pub struct Config {
     pub sweep_grace: Duration,
     pub connect_link_ttl: chrono::Duration,
     pub session_idle_timeout: Duration,
+    /// Lifecycle pacing (leases, backoff, timeouts); tests shorten it.
+    pub lifecycle: crate::lifecycle::Tuning,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +264,7 @@ impl ServeArgs {
             sweep_grace: Duration::from_secs(self.sweep_grace_seconds),
             connect_link_ttl: chrono::Duration::minutes(15),
             session_idle_timeout: Duration::from_secs(8 * 3600),
+            lifecycle: crate::lifecycle::Tuning::default(),
         })
     }
 }

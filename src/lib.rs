@@ -15,6 +15,7 @@ pub mod demo;
 pub mod error;
 pub mod ids;
 pub mod launchdarkly;
+pub mod lifecycle;
 pub mod metrics;
 pub mod simulator;
 pub mod startup;

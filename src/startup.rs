@@ -24,9 +24,10 @@ use tower_http::trace::TraceLayer;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::connections::RefreshLocks;
-use crate::launchdarkly::{LdClient, LdClientConfig, LdOAuth, OAuthClientConfig};
+use crate::launchdarkly::{LdClient, LdClientConfig, LdOAuth, OAuthClientConfig, RateLimitGate};
+use crate::lifecycle::ratelimit_store::PgRateLimitStore;
 use crate::metrics::Metrics;
-use crate::{api, db, web};
+use crate::{api, db, lifecycle, web};
 
 /// Largest request body we read. The API's bodies are small JSON documents.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,6 +46,8 @@ pub struct AppState {
     /// LaunchDarkly OAuth, when this deployment has an OAuth client.
     pub oauth: Option<LdOAuth>,
     pub refresh_locks: Arc<RefreshLocks>,
+    /// Lifecycle wake-ups and this replica's worker id.
+    pub lifecycle: Arc<lifecycle::Runtime>,
 }
 
 impl AppState {
@@ -80,8 +83,18 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let pool = db::connect(&config.database_url, config.database_pool_size).await?;
         db::migrate(&pool).await?;
-        let ld_config = LdClientConfig::new(config.launchdarkly_url.clone(), config.vendor.clone());
-        let ld = LdClient::new(ld_config.clone()).context("LD_EAAS_LAUNCHDARKLY_URL")?;
+        let mut ld_config =
+            LdClientConfig::new(config.launchdarkly_url.clone(), config.vendor.clone());
+        ld_config.request_timeout = config.lifecycle.launchdarkly_timeout;
+        // Rate-limit state lives in Postgres so every replica honours a 429
+        // any of them saw; it is judged by the app's (injectable) clock.
+        let gate_clock = clock.clone();
+        let gate = RateLimitGate::new(
+            Arc::new(PgRateLimitStore::new(pool.clone())),
+            Arc::new(move || gate_clock.now()),
+        );
+        let ld =
+            LdClient::with_gate(ld_config.clone(), gate).context("LD_EAAS_LAUNCHDARKLY_URL")?;
         let oauth = match &config.oauth {
             Some(client) => {
                 let oauth_clock = clock.clone();
@@ -108,6 +121,7 @@ impl Application {
             ld,
             oauth,
             refresh_locks: Arc::new(RefreshLocks::default()),
+            lifecycle: Arc::new(lifecycle::Runtime::new()),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -160,6 +174,7 @@ impl Application {
 }
 
 fn spawn_background(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    lifecycle::spawn(state, shutdown, tasks);
     let store = tower_sessions_sqlx_store::PostgresStore::new(state.db.clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -2,11 +2,13 @@
 //! Every route is behind the bearer API key check in [`auth`].
 
 pub mod auth;
+pub mod environments;
+pub mod settings;
 pub mod tenants;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -24,6 +26,25 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/tenants/{tenant_id}/connect-links",
             post(tenants::create_connect_link),
+        )
+        .route("/tenants/{tenant_id}/settings", put(settings::put_settings))
+        .route(
+            "/tenants/{tenant_id}/environments",
+            get(environments::list_environments),
+        )
+        .route(
+            "/tenants/{tenant_id}/environments/{ephemeral_id}",
+            put(environments::put_environment)
+                .get(environments::get_environment)
+                .delete(environments::delete_environment),
+        )
+        .route(
+            "/tenants/{tenant_id}/environments/{ephemeral_id}/recreate",
+            post(environments::recreate_environment),
+        )
+        .route(
+            "/tenants/{tenant_id}/activity",
+            get(environments::list_activity),
         )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -9,6 +9,7 @@ mod browser_support;
 mod connect;
 mod foundation;
 mod launchdarkly;
+mod lifecycle;
 mod simulator;
 mod ui;
 mod ui_demo;

@@ -1,0 +1,473 @@
+//! One row per generation of an ephemeral environment: what the vendor wants
+//! (`desired`), how far the workers got (`status`), and what LaunchDarkly gave
+//! back (client-side id, sealed SDK and mobile keys).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::ids::{EphemeralId, TenantId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Ready,
+    Deleting,
+    Deleted,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
+/// `crypto`); open them with `lifecycle::reveal_keys`.
+#[derive(Clone, sqlx::FromRow)]
+pub struct EnvironmentRow {
+    pub id: Uuid,
+    pub seq: i64,
+    #[sqlx(try_from = "String")]
+    pub tenant_id: TenantId,
+    #[sqlx(try_from = "String")]
+    pub ephemeral_id: EphemeralId,
+    pub generation: i32,
+    pub revision: i32,
+    pub desired: Desired,
+    pub status: Status,
+    pub request: Value,
+    pub project_key: String,
+    pub environment_key: String,
+    pub environment_name: String,
+    pub source_environment_key: String,
+    pub color: String,
+    pub tags: Vec<String>,
+    pub client_side_id: Option<String>,
+    pub sdk_key: Option<String>,
+    pub mobile_key: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for EnvironmentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentRow")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("ephemeral_id", &self.ephemeral_id)
+            .field("generation", &self.generation)
+            .field("desired", &self.desired)
+            .field("status", &self.status)
+            .field("environment_key", &self.environment_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnvironmentRow {
+    /// The workers have nothing left to do for this generation.
+    pub fn is_settled(&self) -> bool {
+        match self.desired {
+            Desired::Present => matches!(self.status, Status::Ready | Status::Failed),
+            Desired::Absent => matches!(self.status, Status::Deleted | Status::Failed),
+        }
+    }
+}
+
+/// A generation to insert: desired present, status pending.
+pub struct NewEnvironment<'a> {
+    pub id: Uuid,
+    pub tenant: &'a TenantId,
+    pub ephemeral_id: &'a EphemeralId,
+    pub generation: i32,
+    pub request: Value,
+    pub project_key: &'a str,
+    pub environment_key: &'a str,
+    pub environment_name: &'a str,
+    pub source_environment_key: &'a str,
+    pub color: &'a str,
+    pub tags: &'a [String],
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Serialises every request about one ephemeral environment (for the rest of
+/// the transaction), so concurrent PUTs and DELETEs apply in a single order
+/// and the last one's intent wins.
+pub async fn lock_ephemeral(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+) -> sqlx::Result<()> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
+        .bind(format!("environment/{tenant}/{ephemeral_id}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The generation the vendor wants to exist, locked for the transaction.
+pub async fn present_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    sqlx::query_as(
+        "select * from environments
+          where tenant_id = $1 and ephemeral_id = $2 and desired = 'present'
+          for update",
+    )
+    .bind(tenant.as_str())
+    .bind(ephemeral_id.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The generation to show for an ephemeral id: the wanted one if any, else
+/// the newest.
+pub async fn current<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    sqlx::query_as(
+        "select * from environments
+          where tenant_id = $1 and ephemeral_id = $2
+          order by (desired = 'present') desc, generation desc
+          limit 1",
+    )
+    .bind(tenant.as_str())
+    .bind(ephemeral_id.as_str())
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn max_generation(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+) -> sqlx::Result<i32> {
+    sqlx::query_scalar(
+        "select coalesce(max(generation), 0) from environments where tenant_id = $1 and ephemeral_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(ephemeral_id.as_str())
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &NewEnvironment<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "insert into environments (id, tenant_id, ephemeral_id, generation, desired, status, request,
+                                   project_key, environment_key, environment_name, source_environment_key,
+                                   color, tags, expires_at, created_at, updated_at)
+         values ($1, $2, $3, $4, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+         returning *",
+    )
+    .bind(new.id)
+    .bind(new.tenant.as_str())
+    .bind(new.ephemeral_id.as_str())
+    .bind(new.generation)
+    .bind(&new.request)
+    .bind(new.project_key)
+    .bind(new.environment_key)
+    .bind(new.environment_name)
+    .bind(new.source_environment_key)
+    .bind(new.color)
+    .bind(new.tags)
+    .bind(new.expires_at)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// The vendor no longer wants this generation: the workers delete it.
+pub async fn mark_absent<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "update environments
+            set desired = 'absent', status = 'deleting', revision = revision + 1,
+                last_error = null, updated_at = $3
+          where tenant_id = $1 and id = $2
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// Tries a failed generation again (a repeated PUT or DELETE).
+pub async fn rearm<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "update environments
+            set status = case desired when 'present' then 'pending' else 'deleting' end,
+                revision = revision + 1, updated_at = $3
+          where tenant_id = $1 and id = $2
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn get<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    id: Uuid,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    sqlx::query_as("select * from environments where tenant_id = $1 and id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn get_for_update(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    id: Uuid,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    sqlx::query_as("select * from environments where tenant_id = $1 and id = $2 for update")
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Newest first. `before_seq` is the `seq` of the last row of the previous page.
+pub async fn list(
+    db: &PgPool,
+    tenant: &TenantId,
+    include_deleted: bool,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<EnvironmentRow>> {
+    sqlx::query_as(
+        "select * from environments
+          where tenant_id = $1 and ($2 or status <> 'deleted') and ($3::bigint is null or seq < $3)
+          order by seq desc
+          limit $4",
+    )
+    .bind(tenant.as_str())
+    .bind(include_deleted)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// What LaunchDarkly gave back for a created (or adopted) environment. The
+/// keys are sealed. The status becomes `ready` only if the generation is still
+/// wanted; a generation deleted meanwhile keeps `deleting` but learns its id.
+pub async fn record_created(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    id: Uuid,
+    client_side_id: &str,
+    sealed_sdk_key: &str,
+    sealed_mobile_key: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "update environments
+            set client_side_id = $3, sdk_key = $4, mobile_key = $5,
+                status = case desired when 'present' then 'ready' else status end,
+                ready_at = case desired when 'present' then $6 else ready_at end,
+                last_error = null, updated_at = $6
+          where tenant_id = $1 and id = $2
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(client_side_id)
+    .bind(sealed_sdk_key)
+    .bind(sealed_mobile_key)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn mark_failed(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    id: Uuid,
+    error: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "update environments set status = 'failed', last_error = $3, updated_at = $4
+          where tenant_id = $1 and id = $2
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(error)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Gone upstream. The sealed keys are dropped: they open nothing any more.
+pub async fn mark_deleted(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<EnvironmentRow> {
+    sqlx::query_as(
+        "update environments
+            set status = 'deleted', sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
+          where tenant_id = $1 and id = $2
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// A transient problem the workers are retrying past, shown to the vendor.
+pub async fn note_error<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    id: Uuid,
+    error: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update environments set last_error = $3, updated_at = $4 where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(error)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Every generation of the tenant still wanted, now unwanted (offboarding).
+pub async fn mark_all_absent(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<EnvironmentRow>> {
+    sqlx::query_as(
+        "update environments
+            set desired = 'absent', status = 'deleting', revision = revision + 1,
+                last_error = null, updated_at = $2
+          where tenant_id = $1 and desired = 'present'
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Generations of the tenant the workers are still deleting.
+pub async fn count_deleting<'e>(db: impl PgExecutor<'e>, tenant: &TenantId) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from environments where tenant_id = $1 and status = 'deleting'",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(db)
+    .await
+}
+
+/// Tenants that have generations past their `expires_at`. A scan over every
+/// tenant: the TTL clock is the system's, not any caller's.
+pub async fn tenants_with_expired(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<TenantId>> {
+    let raw: Vec<String> = sqlx::query_scalar(
+        "select distinct tenant_id from environments where desired = 'present' and expires_at <= $1",
+    )
+    .bind(now)
+    .fetch_all(db)
+    .await?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|t| TenantId::parse(&t).ok())
+        .collect())
+}
+
+/// Marks the tenant's expired generations unwanted, returning them.
+pub async fn expire(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<EnvironmentRow>> {
+    sqlx::query_as(
+        "update environments
+            set desired = 'absent', status = 'deleting', revision = revision + 1,
+                last_error = null, updated_at = $2
+          where id in (select id from environments
+                        where tenant_id = $1 and desired = 'present' and expires_at <= $2
+                        order by expires_at
+                        limit $3
+                        for update skip locked)
+          returning *",
+    )
+    .bind(tenant.as_str())
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Keys of the tenant's generations that are not yet deleted, among `keys`.
+pub async fn live_keys(
+    db: &PgPool,
+    tenant: &TenantId,
+    project_key: &str,
+    keys: &[String],
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "select environment_key from environments
+          where tenant_id = $1 and project_key = $2 and environment_key = any($3) and status <> 'deleted'",
+    )
+    .bind(tenant.as_str())
+    .bind(project_key)
+    .bind(keys)
+    .fetch_all(db)
+    .await
+}

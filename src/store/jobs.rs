@@ -1,0 +1,294 @@
+//! The durable work queue. Jobs are claimed with `FOR UPDATE SKIP LOCKED` and
+//! held under a lease (`locked_until`): a replica that dies mid-job loses the
+//! lease, and another replica picks the job up again.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::ids::TenantId;
+
+/// Wakes idle workers in every replica when a job is queued.
+pub const JOBS_CHANNEL: &str = "ld_eaas_jobs";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    ReconcileEnvironment,
+    SweepTenant,
+    OffboardTenant,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReconcileEnvironment => "reconcile_environment",
+            Self::SweepTenant => "sweep_tenant",
+            Self::OffboardTenant => "offboard_tenant",
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub tenant_id: TenantId,
+    pub kind: JobKind,
+    pub environment_id: Option<Uuid>,
+    pub attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub locked_by: Option<String>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+async fn notify_workers(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
+    sqlx::query("select pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Queues reconciliation of an environment. If one is already open it is
+/// brought forward instead (a running one re-runs: its worker sees the
+/// environment's revision moved).
+pub async fn enqueue_reconcile(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    environment_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
+         values ($1, $2, 'reconcile_environment', $3, 'queued', $4, $4, $4)
+         on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
+         do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant.as_str())
+    .bind(environment_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    notify_workers(tx).await
+}
+
+/// Queues a tenant-wide job unless one of that kind is already open.
+pub async fn enqueue_tenant_job(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    kind: JobKind,
+    run_at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
+         values ($1, $2, $3, 'queued', $4, $4, $4)
+         on conflict do nothing",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant.as_str())
+    .bind(kind)
+    .bind(run_at)
+    .execute(&mut **tx)
+    .await?;
+    notify_workers(tx).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Claims the next due job (or one whose lease ran out). Tenants with fewer
+/// running jobs go first and none may hold more than `per_tenant` at once, so
+/// one tenant's backlog never starves another's.
+pub async fn claim(
+    db: &PgPool,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    per_tenant: i64,
+) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as(
+        "with busy as (
+             select tenant_id, count(*) as running from jobs
+              where state = 'running' and locked_until > $1
+              group by tenant_id
+         ), next as (
+             select j.id from jobs j left join busy b on b.tenant_id = j.tenant_id
+              where ((j.state = 'queued' and j.run_at <= $1) or (j.state = 'running' and j.locked_until <= $1))
+                and coalesce(b.running, 0) < $4
+              order by coalesce(b.running, 0), j.run_at
+              limit 1
+              for update of j skip locked
+         )
+         update jobs set state = 'running', locked_by = $2, locked_until = $3,
+                         attempts = jobs.attempts + 1, updated_at = $1
+           from next
+          where jobs.id = next.id
+         returning jobs.id, jobs.tenant_id, jobs.kind, jobs.environment_id, jobs.attempts, jobs.run_at,
+                   jobs.locked_by, jobs.locked_until, jobs.last_error, jobs.created_at",
+    )
+    .bind(now)
+    .bind(worker)
+    .bind(now + lease)
+    .bind(per_tenant)
+    .fetch_optional(db)
+    .await
+}
+
+/// Extends the lease of a job this worker still holds.
+pub async fn heartbeat(
+    db: &PgPool,
+    id: Uuid,
+    worker: &str,
+    until: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "update jobs set locked_until = $3 where id = $1 and locked_by = $2 and state = 'running'",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(until)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Locks the job for the outcome's transaction; false when this worker lost
+/// its lease (another replica owns the job now and will decide).
+pub async fn still_held(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    worker: &str,
+) -> sqlx::Result<bool> {
+    let held: Option<Uuid> = sqlx::query_scalar(
+        "select id from jobs where id = $1 and locked_by = $2 and state = 'running' for update",
+    )
+    .bind(id)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(held.is_some())
+}
+
+pub async fn finish<'e>(db: impl PgExecutor<'e>, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "update jobs set state = 'done', locked_by = null, locked_until = null, updated_at = $2 where id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a job for good (its error is kept).
+pub async fn fail<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    error: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update jobs set state = 'failed', locked_by = null, locked_until = null, last_error = $2, updated_at = $3
+          where id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Puts the job back in the queue to run at `run_at`. `reset_attempts` is for
+/// a re-run that is not a failure (the environment changed under the worker).
+pub async fn retry<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    run_at: DateTime<Utc>,
+    error: Option<&str>,
+    reset_attempts: bool,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update jobs set state = 'queued', run_at = $2, last_error = coalesce($3, last_error),
+                         attempts = case when $4 then 0 else attempts end,
+                         locked_by = null, locked_until = null, updated_at = $5
+          where id = $1",
+    )
+    .bind(id)
+    .bind(run_at)
+    .bind(error)
+    .bind(reset_attempts)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// After a 429: nothing queued for any tenant on that LaunchDarkly account
+/// runs before `reset_at`; they wake spread over `spread` so they do not all
+/// knock at once. Returns how many jobs moved.
+pub async fn hold_account(
+    db: &PgPool,
+    account_id: &str,
+    reset_at: DateTime<Utc>,
+    spread: Duration,
+) -> sqlx::Result<u64> {
+    let spread_ms = spread.num_milliseconds().max(0) as f64;
+    let done = sqlx::query(
+        "update jobs set run_at = $2 + make_interval(secs => random() * $3 / 1000.0)
+          where state = 'queued' and run_at < $2
+            and tenant_id in (select tenant_id from connections where account_id = $1)",
+    )
+    .bind(account_id)
+    .bind(reset_at)
+    .bind(spread_ms)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether a job of this kind for this tenant is open, or finished after `since`.
+pub async fn recent_for_tenant<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    kind: JobKind,
+    since: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from jobs where tenant_id = $1 and kind = $2
+                          and (state in ('queued', 'running') or updated_at > $3))",
+    )
+    .bind(tenant.as_str())
+    .bind(kind)
+    .bind(since)
+    .fetch_one(db)
+    .await
+}
+
+/// Queue depth by state, for the metrics: (queued and due, queued later, running).
+pub async fn depth(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<(i64, i64, i64)> {
+    sqlx::query_as(
+        "select count(*) filter (where state = 'queued' and run_at <= $1),
+                count(*) filter (where state = 'queued' and run_at > $1),
+                count(*) filter (where state = 'running')
+           from jobs where state in ('queued', 'running')",
+    )
+    .bind(now)
+    .fetch_one(db)
+    .await
+}
+
+/// Forgets finished jobs older than `before`.
+pub async fn purge_finished(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    let done =
+        sqlx::query("delete from jobs where state in ('done', 'failed') and updated_at < $1")
+            .bind(before)
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected())
+}
