@@ -308,6 +308,39 @@ async fn denied_consent_is_explained_and_a_form_without_its_csrf_token_is_refuse
     let text = browser.wait_for_text("via an API access token", SOON).await;
     assert!(!text.contains(LD_API_TOKEN), "the token is never shown");
     browser.screenshot_full("api-token-connected").await;
+
+    // Saving bad settings explains each problem next to its field, keeps
+    // what was typed, and moves focus to the list of problems.
+    browser
+        .wait_for("select#project_key")
+        .await
+        .select_by_value("demo")
+        .await
+        .unwrap();
+    browser
+        .wait_for("select#source_environment_key option[value='test']")
+        .await;
+    let prefix = browser.wait_for("#key_prefix").await;
+    prefix.clear().await.unwrap();
+    prefix.send_keys("-not ok").await.unwrap();
+    browser.click("#save-settings").await;
+    let text = browser.wait_for_text("Please fix", SOON).await;
+    assert!(text.contains("key prefix"), "{text}");
+    assert!(text.contains("Choose the environment"), "{text}");
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("error-summary"));
+    let kept = browser
+        .wait_for("#key_prefix")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("-not ok"));
+    browser.screenshot_full("settings-errors").await;
     browser.close().await;
 }
 
