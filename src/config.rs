@@ -18,7 +18,9 @@ pub enum LogFormat {
 }
 
 /// The flags `serve` and `demo` share. Every field also reads an env var.
-#[derive(Debug, Clone, clap::Args)]
+/// Its `Debug` redacts: it holds secrets in the clear until `into_config`
+/// moves them into redacting types.
+#[derive(Clone, clap::Args)]
 pub struct ServeArgs {
     /// Postgres connection URL; the database is created if missing.
     #[arg(
@@ -88,6 +90,28 @@ pub struct ServeArgs {
     /// How old an unrecorded environment must be before the sweeper deletes it, in seconds.
     #[arg(long, env = "LD_EAAS_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
     pub sweep_grace_seconds: u64,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| if set { "[REDACTED]" } else { "[unset]" };
+        f.debug_struct("ServeArgs")
+            .field("database_url", &"[REDACTED]")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("launchdarkly_url", &self.launchdarkly_url)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field(
+                "oauth_client_secret",
+                &redacted(self.oauth_client_secret.is_some()),
+            )
+            .field("encryption_keys", &redacted(self.encryption_keys.is_some()))
+            .field("instance_id", &self.instance_id)
+            .field("vendor", &self.vendor)
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &redacted(self.webhook_secret.is_some()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Validated configuration. Secrets are held in redacting types.
@@ -348,6 +372,20 @@ mod tests {
         );
         assert!(!config.cookies_secure());
         assert_eq!(config.instance_tag(), "ld-eaas.default");
-        assert!(!format!("{config:?}").contains(key.split(':').nth(1).unwrap()));
+        let material = key.split(':').nth(1).unwrap();
+        assert!(!format!("{config:?}").contains(material));
+        let raw = args(&[
+            "--encryption-keys",
+            &key,
+            "--oauth-client-id",
+            "id",
+            "--oauth-client-secret",
+            "s3cret-value",
+        ]);
+        let printed = format!("{raw:?}");
+        assert!(
+            !printed.contains(material) && !printed.contains("s3cret-value"),
+            "{printed}"
+        );
     }
 }

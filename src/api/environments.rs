@@ -210,9 +210,9 @@ pub async fn list_environments(
     scope: TenantScope,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> AppResult<Response> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 100"));
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AppError::invalid("limit must be between 1 and 200"));
     }
     let page = lifecycle::list_environments(
         &state,

@@ -20,7 +20,7 @@ const MAX_SLUG: usize = 32;
 /// Hex digits of the hash in a key (40 bits).
 const HASH_DIGITS: usize = 10;
 /// LaunchDarkly shows names in lists; very long ones help nobody.
-const MAX_NAME_CHARS: usize = 200;
+const MAX_NAME_CHARS: usize = 128;
 /// The placeholders a name template may use.
 pub const PLACEHOLDERS: [&str; 3] = ["{ephemeral_id}", "{tenant_id}", "{generation}"];
 

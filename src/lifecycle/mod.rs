@@ -117,6 +117,7 @@ pub struct EnvironmentRequest {
 }
 
 const MAX_REQUEST_TAGS: usize = 20;
+const MAX_NAME_CHARS: usize = 128;
 
 impl EnvironmentRequest {
     /// Checks the request and puts it in one canonical form, so that a repeat
@@ -124,8 +125,10 @@ impl EnvironmentRequest {
     pub fn normalized(self) -> AppResult<Self> {
         let name = match self.name.as_deref().map(str::trim) {
             None => None,
-            Some(n) if n.is_empty() || n.chars().count() > 200 => {
-                return Err(AppError::invalid("name must be 1-200 characters"));
+            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
+                return Err(AppError::invalid(format!(
+                    "name must be 1-{MAX_NAME_CHARS} characters"
+                )));
             }
             Some(n) => Some(n.to_owned()),
         };
@@ -463,7 +466,7 @@ pub async fn get_environment(
 /// Which page of the list.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
-    /// 1-100.
+    /// 1-200.
     pub limit: i64,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -496,7 +499,7 @@ pub async fn list_environments(
     tenant: &TenantId,
     query: &ListQuery,
 ) -> AppResult<EnvironmentPage> {
-    let limit = query.limit.clamp(1, 100);
+    let limit = query.limit.clamp(1, 200);
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
     // One more than asked tells whether another page follows.
     let mut items =

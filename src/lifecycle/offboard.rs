@@ -44,18 +44,21 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
     let usable = connection
         .as_ref()
         .is_some_and(|c| c.status == ConnectionStatus::Connected);
-    let remaining = environments::count_deleting(&state.db, tenant).await?;
+    // Counted under the offboarding lock: a delete finishing meanwhile either
+    // is counted or finds this job queued and wakes it.
+    let mut tx = state.db.begin().await?;
+    jobs::lock_offboarding(&mut tx, tenant).await?;
+    let remaining = environments::count_deleting(&mut *tx, tenant).await?;
     if remaining > 0 && usable {
-        return worker::conclude(
-            state,
-            job,
-            JobOutcome::RetryAt {
-                at: now + RECHECK,
-                error: format!("waiting for {remaining} environment(s) to be deleted"),
-            },
-        )
-        .await;
+        if !jobs::still_held(&mut tx, job.id, state.lifecycle.replica_id()).await? {
+            return Ok("lost_lease");
+        }
+        let error = format!("waiting for {remaining} environment(s) to be deleted");
+        jobs::retry(&mut *tx, job.id, now + RECHECK, Some(&error), true, now).await?;
+        tx.commit().await?;
+        return Ok("waiting");
     }
+    tx.commit().await?;
     if remaining > 0 {
         // Without a working credential nothing more can be deleted; the
         // customer asked to be forgotten, so that still happens.

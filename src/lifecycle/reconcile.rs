@@ -366,6 +366,7 @@ async fn apply(
             )
             .await?;
             jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::warn!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
                 environment_key = %record.environment_key, error = %error, "environment failed");
@@ -385,6 +386,7 @@ async fn apply(
             )
             .await?;
             jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::warn!(tenant_id = %tenant, environment_key = %record.environment_key, reason = %error, "delete refused");
             "refused"
@@ -402,6 +404,7 @@ async fn apply(
             )
             .await?;
             jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
                 environment_key = %record.environment_key, "environment deleted");

@@ -20,8 +20,8 @@ pub const DEFAULT_COLOR: &str = "7c3aed";
 pub const DEFAULT_KEY_PREFIX: &str = "eph";
 /// Longest TTL a tenant may set: a year.
 pub const MAX_TTL_SECONDS: i64 = 365 * 24 * 3600;
-/// Shortest TTL: a minute.
-pub const MIN_TTL_SECONDS: i64 = 60;
+/// Shortest TTL: a second (short ones are handy when testing a pipeline).
+pub const MIN_TTL_SECONDS: i64 = 1;
 
 /// What the vendor (API) or the customer (web form) submits. Only the project
 /// and the source are required; blank optional fields take the defaults.
@@ -138,7 +138,7 @@ pub fn normalize(
             problem(
                 "default_ttl_seconds",
                 format!(
-                    "The time to live must be between {MIN_TTL_SECONDS} seconds and {} days.",
+                    "The time to live must be between {MIN_TTL_SECONDS} second and {} days.",
                     MAX_TTL_SECONDS / 86_400
                 ),
             );
@@ -289,7 +289,7 @@ mod tests {
             source_environment_key: "-bad".into(),
             name_template: Some("Env {branch}".into()),
             color: Some("#12345g".into()),
-            default_ttl_seconds: Some(5),
+            default_ttl_seconds: Some(0),
             key_prefix: Some("_x".into()),
         };
         let errors = normalize(&i, Utc::now()).unwrap_err();

@@ -100,6 +100,46 @@ pub async fn enqueue_tenant_job(
     Ok(done.rows_affected() == 1)
 }
 
+/// Serialises an offboarding's "are the deletes done?" check with each
+/// delete finishing, so the last delete always wakes the offboarding job.
+pub async fn lock_offboarding(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+) -> sqlx::Result<()> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
+        .bind(format!("offboarding/{tenant}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A delete of an offboarding tenant finished: bring its offboarding job
+/// forward so it can check whether it is done.
+pub async fn wake_offboarding(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let offboarding: Option<bool> =
+        sqlx::query_scalar("select offboarding_at is not null from tenants where id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if offboarding != Some(true) {
+        return Ok(());
+    }
+    lock_offboarding(tx, tenant).await?;
+    sqlx::query(
+        "update jobs set run_at = $2
+          where tenant_id = $1 and kind = 'offboard_tenant' and state = 'queued' and run_at > $2",
+    )
+    .bind(tenant.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    notify_workers(tx).await
+}
+
 /// Claims the next due job (or one whose lease ran out). Tenants with fewer
 /// running jobs go first and none may hold more than `per_tenant` at once, so
 /// one tenant's backlog never starves another's.

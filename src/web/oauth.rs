@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::pages::require_tenant;
 use super::session::OAuthPending;
 use super::{CustomerSession, FlashKind, PageResult};
-use crate::connections::{self, Connected, ConnectionError};
-use crate::launchdarkly::{LdError, PkceCodeVerifier};
+use crate::connections::{self, ConnectError, Connected, ConnectionError};
+use crate::launchdarkly::{LdError, PkceCodeVerifier, TokenHint};
 use crate::startup::AppState;
 
 #[derive(Deserialize)]
@@ -120,14 +120,28 @@ async fn finish_oauth(
             "LaunchDarkly did not accept the sign-in (the token exchange failed). Please try again."
                 .to_owned()
         })?;
-    connections::connect(state, tenant, Connected::from_oauth(tokens), "browser")
-        .await
-        .map_err(|err| {
+    let issued = tokens.clone();
+    match connections::connect(state, tenant, Connected::from_oauth(tokens), "browser").await {
+        Ok(()) => Ok(()),
+        Err(err) => {
             tracing::warn!(error = %err, "storing the OAuth connection failed");
-            "Signed in, but LaunchDarkly did not let us read your account. Please try again."
-                .to_owned()
-        })
+            // Nothing was stored, so the grant just made must not stay live.
+            let _ = oauth
+                .revoke(&issued.access_token, TokenHint::AccessToken)
+                .await;
+            if let Some(refresh) = &issued.refresh_token {
+                let _ = oauth.revoke(refresh, TokenHint::RefreshToken).await;
+            }
+            Err(match err {
+                ConnectError::ReadOnly => READ_ONLY_MESSAGE.to_owned(),
+                _ => "Signed in, but LaunchDarkly did not let us read your account. Please try again.".to_owned(),
+            })
+        }
+    }
 }
+
+const READ_ONLY_MESSAGE: &str = "That LaunchDarkly access can only read, so it could never create preview environments. \
+     Connect with a token or role that can create and delete environments.";
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -173,7 +187,10 @@ pub async fn save_api_token(
                 )
                 .await?;
         }
-        Err(ConnectionError::Upstream(LdError::Unauthorized)) => {
+        Err(ConnectError::ReadOnly) => {
+            session.flash(FlashKind::Error, READ_ONLY_MESSAGE).await?;
+        }
+        Err(ConnectError::Connection(ConnectionError::Upstream(LdError::Unauthorized))) => {
             session
                 .flash(FlashKind::Error, "LaunchDarkly did not accept that API access token. Check that it is active and copied in full.")
                 .await?;

@@ -685,3 +685,12 @@ async fn the_api_description_is_served() {
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/tenants/{tenant_id}/environments/{ephemeral_id}"]["put"].is_object());
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_in_the_envelope() {
+    let app = spawn_app().await;
+    app.create_tenant("t1").await;
+    let (status, body) = app.api(Method::PATCH, "/tenants/t1", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+}

@@ -179,14 +179,12 @@ pub async fn audit_actions(app: &TestApp, tenant: &str) -> Vec<(String, Option<S
         .unwrap()
 }
 
-#[allow(dead_code)] // used by the convergence tests (next)
 /// Moves manual clocks along with real time, for runs whose faults reset in
 /// real time (the simulator's rate-limit windows, held requests).
 pub struct ClockDriver {
     stop: CancellationToken,
 }
 
-#[allow(dead_code)]
 impl ClockDriver {
     pub fn start(clocks: Vec<Arc<ManualClock>>) -> Self {
         let stop = CancellationToken::new();
