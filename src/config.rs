@@ -10,6 +10,9 @@ use url::Url;
 
 use crate::crypto::Keyring;
 
+/// Where `serve` keeps its state unless `DATABASE_URL` says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/ld_eaas";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum LogFormat {
     #[default]
@@ -26,7 +29,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://localhost/ld_eaas",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: String,
