@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::TenantScope;
@@ -49,10 +50,33 @@ impl WaitQuery {
     }
 }
 
-/// The optional JSON body of a PUT: no body at all means "the defaults".
-fn optional_body(headers: &HeaderMap, body: &Bytes) -> AppResult<EnvironmentRequest> {
+/// An optional JSON body: none at all means `T::default()`. Refusals use
+/// our error envelope, like [`crate::error::ApiJson`]'s.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::invalid("could not read the request body")
+            }
+        })?;
+        optional_body(&headers, &body).map(Self)
+    }
+}
+
+fn optional_body<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &Bytes) -> AppResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(EnvironmentRequest::default());
+        return Ok(T::default());
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -110,11 +134,9 @@ pub async fn put_environment(
     scope: TenantScope,
     ApiPath(path): ApiPath<EnvironmentPath>,
     ApiQuery(query): ApiQuery<WaitQuery>,
-    headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<EnvironmentRequest>,
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
-    let request = optional_body(&headers, &body)?;
     let ensured = lifecycle::ensure_environment(
         &state,
         &scope.tenant,

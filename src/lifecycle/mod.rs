@@ -60,8 +60,9 @@ pub struct Tuning {
     /// First retry delay after a transient failure; doubles per attempt.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Jobs one tenant may have running at once in one replica's view;
-    /// 0: half the workers.
+    /// Jobs one tenant may have running at once, across all replicas (so
+    /// one tenant's backlog leaves workers for the others); 0: half of this
+    /// replica's workers.
     pub per_tenant_concurrency: usize,
     /// Bound on one LaunchDarkly request.
     pub launchdarkly_timeout: Duration,

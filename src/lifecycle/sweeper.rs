@@ -64,26 +64,10 @@ pub async fn expire_due(state: &AppState) -> anyhow::Result<usize> {
 
 /// Queues a sweep for every connected, configured tenant not swept within
 /// the sweep interval. Safe in every replica at once.
-pub async fn schedule_sweeps(state: &AppState) -> anyhow::Result<usize> {
+pub async fn schedule_sweeps(state: &AppState) -> anyhow::Result<u64> {
     let now = state.now();
     let since = now - chrono::Duration::from_std(state.config.sweep_interval)?;
-    let tenants: Vec<String> = sqlx::query_scalar(
-        "select s.tenant_id from tenant_settings s
-           join connections c on c.tenant_id = s.tenant_id and c.status = 'connected'
-           join tenants t on t.id = s.tenant_id and t.offboarding_at is null",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let mut queued = 0;
-    for tenant in tenants.iter().filter_map(|t| TenantId::parse(t).ok()) {
-        if jobs::recent_for_tenant(&state.db, &tenant, JobKind::SweepTenant, since).await? {
-            continue;
-        }
-        if enqueue_sweep(state, &tenant).await? {
-            queued += 1;
-        }
-    }
-    Ok(queued)
+    Ok(jobs::schedule_sweeps(&state.db, now, since).await?)
 }
 
 /// Queues a sweep of the tenant's project now (unless one is open).

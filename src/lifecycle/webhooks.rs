@@ -81,7 +81,8 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
         return Ok(0);
     };
     let tuning = &state.config.lifecycle;
-    let http = client(tuning.webhook_timeout);
+    // Built on the first due event: most calls find nothing to send.
+    let mut http: Option<reqwest::Client> = None;
     let mut tried = 0;
     loop {
         let now = state.now();
@@ -92,7 +93,8 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
             return Ok(tried);
         };
         tried += 1;
-        let result = deliver(state, &http, config, &event).await;
+        let http = http.get_or_insert_with(|| client(tuning.webhook_timeout));
+        let result = deliver(state, http, config, &event).await;
         let now = state.now();
         match result {
             Ok(()) => {

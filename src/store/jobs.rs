@@ -224,25 +224,6 @@ pub async fn finish<'e>(db: impl PgExecutor<'e>, id: Uuid, now: DateTime<Utc>) -
     Ok(())
 }
 
-/// Gives up on a job for good (its error is kept).
-pub async fn fail<'e>(
-    db: impl PgExecutor<'e>,
-    id: Uuid,
-    error: &str,
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "update jobs set state = 'failed', locked_by = null, locked_until = null, last_error = $2, updated_at = $3
-          where id = $1",
-    )
-    .bind(id)
-    .bind(error)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// Puts the job back in the queue to run at `run_at`. `reset_attempts` is for
 /// a re-run that is not a failure (the environment changed under the worker).
 pub async fn retry<'e>(
@@ -292,22 +273,36 @@ pub async fn hold_account(
     Ok(done.rows_affected())
 }
 
-/// Whether a job of this kind for this tenant is open, or finished after `since`.
-pub async fn recent_for_tenant<'e>(
-    db: impl PgExecutor<'e>,
-    tenant: &TenantId,
-    kind: JobKind,
+/// Queues a sweep for every connected, configured tenant that is not being
+/// offboarded and has had no sweep open or finished since `since`. One
+/// statement, so replicas running it at once queue each sweep once.
+pub async fn schedule_sweeps(
+    db: &PgPool,
+    now: DateTime<Utc>,
     since: DateTime<Utc>,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "select exists (select 1 from jobs where tenant_id = $1 and kind = $2
-                          and (state in ('queued', 'running') or updated_at > $3))",
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
+         select gen_random_uuid(), s.tenant_id, 'sweep_tenant', 'queued', $1, $1, $1
+           from tenant_settings s
+           join connections c on c.tenant_id = s.tenant_id and c.status = 'connected'
+           join tenants t on t.id = s.tenant_id and t.offboarding_at is null
+          where not exists (select 1 from jobs j
+                             where j.tenant_id = s.tenant_id and j.kind = 'sweep_tenant'
+                               and (j.state in ('queued', 'running') or j.updated_at > $2))
+         on conflict do nothing",
     )
-    .bind(tenant.as_str())
-    .bind(kind)
+    .bind(now)
     .bind(since)
-    .fetch_one(db)
-    .await
+    .execute(db)
+    .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("select pg_notify($1, '')")
+            .bind(JOBS_CHANNEL)
+            .execute(db)
+            .await?;
+    }
+    Ok(done.rows_affected())
 }
 
 /// Queue depth by state, for the metrics: (queued and due, queued later, running).

@@ -314,6 +314,25 @@ async fn bad_environment_requests_are_refused_and_change_nothing() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
         assert_error(&answer, "invalid_request");
     }
+    let (status, answer) = put_env(
+        &app,
+        "acme",
+        "pr-1",
+        "",
+        Some(json!({"name": "x".repeat(100_000)})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&answer, "payload_too_large");
+    let res = app
+        .client
+        .put(app.url("/api/v1/tenants/acme/environments/pr-1"))
+        .bearer_auth(&app.api_key)
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, answer) = put_env(&app, "acme", "bad%20id", "", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, _) = put_env(&app, "acme", "pr-1", "?wait=abc", None).await;

@@ -253,6 +253,11 @@ async fn three_hundred_create_delete_pairs_across_ten_tenants_converge_under_fau
     assert!(metrics.contains(
         "ld_eaas_launchdarkly_calls_total{operation=\"create_environment\",status=\"429\"}"
     ));
+    assert!(
+        metrics.contains("ld_eaas_job_queue_depth{state=\"due\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ld_eaas_environment_time_to_ready_seconds_count"));
     eprintln!(
         "converged: {} requests upstream, settled after {:.1}s",
         requests.len(),

@@ -187,6 +187,16 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
     );
     let before = sim.environments(DEMO_ACCOUNT, "demo").len();
 
+    // Scheduled sweeps: one per tenant per interval, however often asked.
+    assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 1);
+    assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 0);
+    run_due_jobs(&app.state).await.unwrap();
+    assert_eq!(
+        sweeper::schedule_sweeps(&app.state).await.unwrap(),
+        0,
+        "swept recently"
+    );
+
     let sweep = || async {
         assert!(
             sweeper::enqueue_sweep(&app.state, &tenant("acme"))
