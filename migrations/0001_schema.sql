@@ -35,6 +35,10 @@ create table connect_links (
 );
 create index connect_links_tenant on connect_links (tenant_id);
 
+-- Token versions come from one sequence, so a credential read before a
+-- disconnect and reconnect never matches the new connection's version.
+create sequence connection_token_versions;
+
 -- One LaunchDarkly connection per tenant. Secrets are sealed (see crypto.rs):
 -- "v1.<key id>.<nonce>.<ciphertext>", bound to tenant and column.
 create table connections (
@@ -48,7 +52,7 @@ create table connections (
     refresh_token     text,
     access_expires_at timestamptz,
     -- bumped on every token change, so a waiter can tell a refresh happened.
-    token_version     bigint not null default 0,
+    token_version     bigint not null default nextval('connection_token_versions'),
     connected_at      timestamptz not null,
     updated_at        timestamptz not null,
     check (auth_kind = 'oauth' or refresh_token is null)

@@ -12,7 +12,7 @@ use crate::startup::Application;
 use crate::store::{api_keys, rotation};
 use crate::{db, telemetry};
 
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "ld-eaas",
     version,
@@ -23,7 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the web server and the lifecycle workers.
     Serve(Box<ServeArgs>),
@@ -43,7 +43,7 @@ pub enum Command {
     FakeLaunchDarkly(Box<crate::simulator::cli::FakeLaunchDarklyArgs>),
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct DatabaseArgs {
     #[arg(
         long,
@@ -54,7 +54,7 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum ApiKeysCommand {
     /// Create a key and print it alone on stdout (it is shown only once).
     Create {
@@ -79,7 +79,7 @@ pub enum ApiKeysCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum EncryptionKeysCommand {
     /// Re-seal every stored secret under the first configured key.
     Rotate {
@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(config, std::sync::Arc::new(SystemClock)).await?;
             let stop = app.shutdown_token();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                shutdown_signal().await;
                 stop.cancel();
             });
             app.run_until_stopped().await
@@ -120,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let demo = crate::demo::Demo::start(*args, std::sync::Arc::new(SystemClock)).await?;
             let stop = demo.app.shutdown_token();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                shutdown_signal().await;
                 stop.cancel();
             });
             println!("{}", demo.info.instructions());
@@ -215,4 +215,27 @@ async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what container runtimes send) starts a graceful stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -10,6 +10,9 @@ use url::Url;
 
 use crate::crypto::Keyring;
 
+/// Where `serve` keeps its state unless `DATABASE_URL` says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://localhost/ld_eaas";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum LogFormat {
     #[default]
@@ -18,13 +21,15 @@ pub enum LogFormat {
 }
 
 /// The flags `serve` and `demo` share. Every field also reads an env var.
-#[derive(Debug, Clone, clap::Args)]
+/// Its `Debug` redacts: it holds secrets in the clear until `into_config`
+/// moves them into redacting types.
+#[derive(Clone, clap::Args)]
 pub struct ServeArgs {
     /// Postgres connection URL; the database is created if missing.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://localhost/ld_eaas",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
     pub database_url: String,
@@ -88,6 +93,28 @@ pub struct ServeArgs {
     /// How old an unrecorded environment must be before the sweeper deletes it, in seconds.
     #[arg(long, env = "LD_EAAS_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
     pub sweep_grace_seconds: u64,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| if set { "[REDACTED]" } else { "[unset]" };
+        f.debug_struct("ServeArgs")
+            .field("database_url", &"[REDACTED]")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("launchdarkly_url", &self.launchdarkly_url)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field(
+                "oauth_client_secret",
+                &redacted(self.oauth_client_secret.is_some()),
+            )
+            .field("encryption_keys", &redacted(self.encryption_keys.is_some()))
+            .field("instance_id", &self.instance_id)
+            .field("vendor", &self.vendor)
+            .field("webhook_url", &self.webhook_url)
+            .field("webhook_secret", &redacted(self.webhook_secret.is_some()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Validated configuration. Secrets are held in redacting types.
@@ -348,6 +375,20 @@ mod tests {
         );
         assert!(!config.cookies_secure());
         assert_eq!(config.instance_tag(), "ld-eaas.default");
-        assert!(!format!("{config:?}").contains(key.split(':').nth(1).unwrap()));
+        let material = key.split(':').nth(1).unwrap();
+        assert!(!format!("{config:?}").contains(material));
+        let raw = args(&[
+            "--encryption-keys",
+            &key,
+            "--oauth-client-id",
+            "id",
+            "--oauth-client-secret",
+            "s3cret-value",
+        ]);
+        let printed = format!("{raw:?}");
+        assert!(
+            !printed.contains(material) && !printed.contains("s3cret-value"),
+            "{printed}"
+        );
     }
 }

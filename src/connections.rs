@@ -59,21 +59,45 @@ impl From<ConnectionError> for AppError {
 /// How a LaunchDarkly failure is told to our own callers.
 pub fn upstream_error(err: LdError) -> AppError {
     use axum::http::StatusCode;
-    let (status, code) = match &err {
-        LdError::RateLimited { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, "launchdarkly_rate_limited")
-        }
-        LdError::Timeout | LdError::Transport { .. } | LdError::Upstream { .. } => {
-            (StatusCode::BAD_GATEWAY, "launchdarkly_unavailable")
-        }
-        LdError::Unauthorized => (StatusCode::CONFLICT, "needs_reconnect"),
-        LdError::Forbidden { .. } => (StatusCode::FORBIDDEN, "launchdarkly_forbidden"),
-        _ => (StatusCode::BAD_GATEWAY, "launchdarkly_error"),
+    // Transport details (addresses, TLS) stay in the log; callers get a
+    // fixed sentence, or LaunchDarkly's own explanation where it helps.
+    tracing::warn!(error = %err, "LaunchDarkly call failed");
+    let (status, code, message) = match &err {
+        LdError::RateLimited { reset_at } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "launchdarkly_rate_limited",
+            format!("LaunchDarkly is rate-limiting this account until {reset_at}; try again then"),
+        ),
+        LdError::Timeout | LdError::Transport { .. } | LdError::Upstream { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "launchdarkly_unavailable",
+            "LaunchDarkly could not be reached or failed; try again shortly".to_owned(),
+        ),
+        LdError::Unauthorized => (
+            StatusCode::CONFLICT,
+            "needs_reconnect",
+            "LaunchDarkly no longer accepts this tenant's credentials; the customer needs to reconnect".to_owned(),
+        ),
+        LdError::Forbidden { message } => (
+            StatusCode::FORBIDDEN,
+            "launchdarkly_forbidden",
+            format!("LaunchDarkly refused: the connected token lacks the permission ({message})"),
+        ),
+        LdError::InvalidRequest { message } | LdError::Conflict { message } => (
+            StatusCode::BAD_GATEWAY,
+            "launchdarkly_error",
+            format!("LaunchDarkly refused the request: {message}"),
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "launchdarkly_error",
+            "LaunchDarkly gave an unexpected answer".to_owned(),
+        ),
     };
     AppError::Upstream {
         status,
         code,
-        message: err.to_string(),
+        message,
     }
 }
 
@@ -193,8 +217,9 @@ async fn refresh(
     if conn.status == ConnectionStatus::NeedsReconnect {
         return Err(ConnectionError::NeedsReconnect);
     }
-    if conn.token_version != seen_version {
-        // Another caller (here or in another replica) refreshed already.
+    if conn.token_version != seen_version || conn.auth_kind != AuthKind::OAuth {
+        // Another caller (here or in another replica) refreshed already, or
+        // the customer reconnected meanwhile: use what is stored now.
         tx.commit().await?;
         return open_credential(state, &conn);
     }
@@ -221,7 +246,7 @@ async fn refresh(
                 .refresh_token
                 .as_ref()
                 .map(|r| keyring.seal(tenant, SealedColumn::RefreshToken, r));
-            connections::update_tokens(
+            let token_version = connections::update_tokens(
                 &mut *tx,
                 tenant,
                 &access,
@@ -243,7 +268,7 @@ async fn refresh(
                     Some(conn.account_id.clone()),
                 ),
                 account_id: conn.account_id,
-                token_version: conn.token_version + 1,
+                token_version,
             })
         }
         Err(OAuthError::InvalidGrant) => {
@@ -268,10 +293,23 @@ async fn refresh(
                 "OAuth token refreshes",
                 &[("outcome", "error")],
             );
-            Err(ConnectionError::Internal(anyhow::anyhow!(
-                "refreshing the access token failed: {err}"
-            )))
+            tracing::warn!(tenant_id = %tenant, error = %err, "refreshing the access token failed");
+            Err(refresh_failure(err))
         }
+    }
+}
+
+/// A refresh that failed for a passing reason is an upstream error the
+/// caller retries (after the reset time, for a 429); others are ours.
+fn refresh_failure(err: OAuthError) -> ConnectionError {
+    match err {
+        OAuthError::RateLimited { reset_at } => LdError::RateLimited { reset_at }.into(),
+        OAuthError::Upstream { status } => LdError::Upstream { status }.into(),
+        OAuthError::Timeout => LdError::Timeout.into(),
+        OAuthError::Transport { message } => LdError::Transport { message }.into(),
+        other => ConnectionError::Internal(anyhow::anyhow!(
+            "refreshing the access token failed: {other}"
+        )),
     }
 }
 
@@ -352,6 +390,28 @@ pub async fn revoke_upstream(state: &AppState, conn: &Connection) {
     }
 }
 
+/// Why a new connection was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The token can only read: it could never create or delete an environment.
+    #[error("this LaunchDarkly token can only read; connect with a token or grant that can write")]
+    ReadOnly,
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+}
+
+impl From<LdError> for ConnectError {
+    fn from(err: LdError) -> Self {
+        Self::Connection(err.into())
+    }
+}
+
+impl From<sqlx::Error> for ConnectError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Connection(err.into())
+    }
+}
+
 /// What a new connection stores, from a token set or a pasted API token.
 pub struct Connected {
     pub auth_kind: AuthKind,
@@ -390,7 +450,7 @@ pub async fn connect(
     tenant: &TenantId,
     new: Connected,
     actor: &str,
-) -> Result<(), ConnectionError> {
+) -> Result<(), ConnectError> {
     let probe = match new.auth_kind {
         AuthKind::OAuth => Credential::OAuth(new.access_token.clone()),
         AuthKind::ApiToken => Credential::ApiToken(new.access_token.clone()),
@@ -404,6 +464,15 @@ pub async fn connect(
             "LaunchDarkly's caller identity has no account id"
         ))
     })?;
+    // A reader token connects fine and then fails every create: refuse it now.
+    let can_write = identity.scopes.is_empty()
+        || identity
+            .scopes
+            .iter()
+            .any(|scope| scope == "writer" || scope == "admin");
+    if !can_write {
+        return Err(ConnectError::ReadOnly);
+    }
     // What the UI shows next to the account: the token's name, if it has one.
     let label = identity.token_name.clone();
     let scope = new

@@ -54,8 +54,9 @@ pub enum KeyringError {
     Empty,
     #[error("entry {0} is not of the form key_id:base64(32 bytes)")]
     Shape(usize),
-    #[error("key id '{0}' must be 1-32 characters of letters, digits, '_' or '-'")]
-    BadId(String),
+    /// By position: a misplaced colon could make the "id" key material.
+    #[error("entry {0}: the key id must be 1-32 characters of letters, digits, '_' or '-'")]
+    BadId(usize),
     #[error("key '{0}' is not base64 of exactly 32 bytes")]
     BadKey(String),
     #[error("key id '{0}' appears twice")]
@@ -98,7 +99,7 @@ impl Keyring {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !id_ok {
-                return Err(KeyringError::BadId(id.to_owned()));
+                return Err(KeyringError::BadId(index + 1));
             }
             let bytes = STANDARD
                 .decode(material.trim())

@@ -23,6 +23,8 @@ use crate::store::{api_keys, connect_links, random_alphanumeric, tenants};
 
 /// The OAuth client the demo registers on its simulator.
 const DEMO_CLIENT_ID: &str = "ld-eaas-demo";
+/// Where the demo keeps its data when `DATABASE_URL` is left at its default.
+pub const DEMO_DATABASE_URL: &str = "postgres://localhost/ld_eaas_demo";
 
 /// The flags of `ld-eaas demo`: those of `serve`, plus where the simulator
 /// listens and which tenant to set up. The LaunchDarkly URL and OAuth client
@@ -69,6 +71,11 @@ impl Demo {
     pub async fn start(args: DemoArgs, clock: SharedClock) -> anyhow::Result<Self> {
         let tenant = TenantId::parse(&args.tenant).context("--tenant")?;
         let mut serve = args.serve;
+        // The demo resets its tenant on every start: unless told otherwise it
+        // keeps to a database of its own, never the one `serve` uses.
+        if serve.database_url == crate::config::DEFAULT_DATABASE_URL {
+            serve.database_url = DEMO_DATABASE_URL.to_owned();
+        }
         let app_listener = TcpListener::bind(&serve.listen)
             .await
             .with_context(|| format!("LD_EAAS_LISTEN: could not bind {}", serve.listen))?;

@@ -32,6 +32,8 @@ pub enum AppError {
     Gone(String),
     #[error("request body is too large")]
     PayloadTooLarge,
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// LaunchDarkly (or another dependency) could not do it right now (502/503).
@@ -76,6 +78,7 @@ impl AppError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Upstream { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,6 +95,7 @@ impl AppError {
             Self::NotFound(_) => "not_found",
             Self::Gone(_) => "gone",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Internal(_) => "internal_error",
         }

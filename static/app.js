@@ -153,7 +153,6 @@
           box.setAttribute("aria-live", "polite");
           box.appendChild(keyRow("SDK key", keys.sdk_key));
           if (keys.mobile_key) box.appendChild(keyRow("Mobile key", keys.mobile_key));
-          box.appendChild(keyRow("Client-side ID", keys.client_side_id));
           cell.appendChild(box);
           form.remove();
         })
@@ -179,52 +178,54 @@
   }
 
   // While an environment is being created or deleted, fetch the page again
-  // every few seconds and swap in the rows whose status changed.
+  // every few seconds and swap in what changed: the rows whose status moved
+  // on, or the whole list when environments came or went.
   function setupPolling() {
+    var region = document.getElementById("environments-region");
     var table = document.getElementById("environments");
-    if (!table || table.getAttribute("data-busy") !== "true") return;
+    if (!region || !table || table.getAttribute("data-busy") !== "true") return;
     var url = new URL(window.location.href);
     url.searchParams.set("poll", "1");
     var rounds = 0;
+    function rowIds(root) {
+      return Array.prototype.map.call(root.querySelectorAll("tr.env-row"), function (r) {
+        return r.getAttribute("data-ephemeral-id") + "/" + (r.getAttribute("data-status") === "deleted");
+      }).join("\n");
+    }
     function tick() {
       rounds += 1;
       fetch(url.toString(), { credentials: "same-origin" })
         .then(function (res) { return res.ok ? res.text() : Promise.reject(res.status); })
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
+          var freshRegion = doc.getElementById("environments-region");
+          if (!freshRegion) return false;
+          var current = document.getElementById("environments");
           var fresh = doc.getElementById("environments");
-          if (!fresh) return false;
-          var current = table.querySelector("tbody");
-          var incoming = fresh.querySelector("tbody");
-          var ids = function (tbody) {
-            return Array.prototype.map.call(tbody.querySelectorAll("tr.env-row"), function (r) {
-              return r.getAttribute("data-ephemeral-id");
-            }).join("\n");
-          };
-          if (ids(current) !== ids(incoming)) {
-            current.replaceWith(document.importNode(incoming, true));
+          if (!current || !fresh || rowIds(current) !== rowIds(fresh)) {
+            var replacement = document.importNode(freshRegion, true);
+            document.getElementById("environments-region").replaceWith(replacement);
           } else {
-            var freshRows = incoming.querySelectorAll("tr.env-row");
-            Array.prototype.forEach.call(table.querySelectorAll("tbody tr.env-row"), function (row, i) {
+            var freshRows = fresh.querySelectorAll("tr.env-row");
+            Array.prototype.forEach.call(current.querySelectorAll("tr.env-row"), function (row, i) {
               var next = freshRows[i];
-              var busyWithUser = row.querySelector("details[open]") || row.querySelector(".keys");
-              if (next && !busyWithUser && next.getAttribute("data-status") !== row.getAttribute("data-status")) {
+              var inUse = row.querySelector("details[open]") || row.querySelector(".keys");
+              if (next && !inUse && next.getAttribute("data-status") !== row.getAttribute("data-status")) {
                 row.replaceWith(document.importNode(next, true));
               }
             });
+            current.setAttribute("data-busy", fresh.getAttribute("data-busy"));
           }
-          var busy = fresh.getAttribute("data-busy") === "true";
-          table.setAttribute("data-busy", busy ? "true" : "false");
-          return busy;
+          return fresh !== null && fresh.getAttribute("data-busy") === "true";
         })
         .then(function (busy) {
-          if (busy && rounds < 200) setTimeout(tick, 2000);
+          if (busy && rounds < 300) setTimeout(tick, 1500);
         })
         .catch(function () {
-          if (rounds < 200) setTimeout(tick, 5000);
+          if (rounds < 300) setTimeout(tick, 5000);
         });
     }
-    setTimeout(tick, 1500);
+    setTimeout(tick, 1000);
   }
 
   ready(function () {

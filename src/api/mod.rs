@@ -65,8 +65,5 @@ async fn not_found() -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::Invalid {
-        code: "method_not_allowed",
-        message: "method not allowed on this route".to_owned(),
-    }
+    AppError::MethodNotAllowed
 }

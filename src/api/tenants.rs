@@ -130,8 +130,14 @@ pub async fn delete_tenant(
     .fetch_one(&mut *tx)
     .await?;
     if live == 0 {
+        let connection = connections::delete(&mut *tx, &scope.tenant).await?;
         tenants::delete(&mut *tx, &scope.tenant).await?;
         tx.commit().await?;
+        // The tokens are gone from here; the grant should not outlive them.
+        if let Some(connection) = connection.filter(|c| c.auth_kind == connections::AuthKind::OAuth)
+        {
+            crate::connections::revoke_upstream(&state, &connection).await;
+        }
         tracing::info!("tenant offboarded");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

@@ -125,11 +125,33 @@ fn redact_authorization(value: &str) -> String {
     }
 }
 
+/// The query with secret parameters (OAuth `state`, `code`, ...) fingerprinted.
+fn redact_query(query: &str) -> String {
+    let secret = |k: &str| SECRET_FIELDS.contains(&k) || k == "state";
+    if !url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| secret(&k)) {
+        // Kept byte for byte, so tests can check how a client encoded it.
+        return query.to_owned();
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| {
+            let v = if secret(&k) {
+                fingerprint(&v)
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 fn body_value(content_type: Option<&str>, bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() {
         return None;
     }
-    let content_type = content_type.unwrap_or_default();
+    let content_type = content_type.unwrap_or_default().to_ascii_lowercase();
     if content_type.starts_with("application/x-www-form-urlencoded") {
         let form = url::form_urlencoded::parse(bytes)
             .map(|(k, v)| {
@@ -183,7 +205,7 @@ pub(crate) async fn record(
         seq: 0,
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
+        query: parts.uri.query().map(redact_query),
         headers,
         body: body_value(content_type, &bytes),
         status: None,

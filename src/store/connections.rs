@@ -125,12 +125,13 @@ pub async fn save<'e>(
         "insert into connections as c (tenant_id, auth_kind, status, account_id, account_label, scope,
                                        access_token, refresh_token, access_expires_at, token_version,
                                        connected_at, updated_at)
-         values ($1, $2, 'connected', $3, $4, $5, $6, $7, $8, 1, $9, $9)
+         values ($1, $2, 'connected', $3, $4, $5, $6, $7, $8, nextval('connection_token_versions'), $9, $9)
          on conflict (tenant_id) do update set
              auth_kind = excluded.auth_kind, status = 'connected', account_id = excluded.account_id,
              account_label = excluded.account_label, scope = excluded.scope,
              access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-             access_expires_at = excluded.access_expires_at, token_version = c.token_version + 1,
+             access_expires_at = excluded.access_expires_at,
+             token_version = nextval('connection_token_versions'),
              connected_at = excluded.connected_at, updated_at = excluded.updated_at",
     )
     .bind(tenant.as_str())
@@ -148,7 +149,7 @@ pub async fn save<'e>(
 }
 
 /// Stores refreshed tokens. A `None` refresh token keeps the old one (the
-/// server did not rotate it).
+/// server did not rotate it). Returns the new token version.
 pub async fn update_tokens<'e>(
     db: impl PgExecutor<'e>,
     tenant: &TenantId,
@@ -156,20 +157,21 @@ pub async fn update_tokens<'e>(
     refresh_token: Option<&str>,
     access_expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
         "update connections set access_token = $2, refresh_token = coalesce($3, refresh_token),
-                access_expires_at = $4, token_version = token_version + 1, status = 'connected', updated_at = $5
-          where tenant_id = $1",
+                access_expires_at = $4, token_version = nextval('connection_token_versions'),
+                status = 'connected', updated_at = $5
+          where tenant_id = $1
+         returning token_version",
     )
     .bind(tenant.as_str())
     .bind(access_token)
     .bind(refresh_token)
     .bind(access_expires_at)
     .bind(now)
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_one(db)
+    .await
 }
 
 /// Returns true when this call changed the status (so the caller audits and

@@ -114,7 +114,10 @@ fn summary(action: &str) -> String {
         "connection.needs_reconnect" => "LaunchDarkly connection needs reconnecting",
         "connection.oauth_denied" => "LaunchDarkly authorization was declined",
         "settings.updated" | "settings.saved" => "Settings saved",
-        "environment.requested" => "Environment requested",
+        "environment.requested" | "environment.create_requested" => "Environment requested",
+        "environment.retry_requested" => "Retry requested",
+        "environment.delete_refused" => "Deletion refused by LaunchDarkly",
+        "environment.orphan_deleted" => "Leftover environment cleaned up",
         "environment.created" | "environment.ready" => "Environment created",
         "environment.adopted" => "Existing environment adopted",
         "environment.delete_requested" => "Deletion requested",
@@ -170,7 +173,9 @@ fn details(value: &Value) -> String {
             let shown = match v {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
+                // `adopted: false` and the like say nothing.
+                Value::Bool(false) => return None,
+                Value::Bool(true) => "yes".to_owned(),
                 Value::Array(items) => items
                     .iter()
                     .filter_map(|i| i.as_str().map(str::to_owned))
@@ -200,7 +205,7 @@ mod tests {
 
     #[test]
     fn details_are_one_line() {
-        let v = serde_json::json!({"status": "ready", "tags": ["a", "b"], "nested": {"x": 1}});
+        let v = serde_json::json!({"status": "ready", "tags": ["a", "b"], "nested": {"x": 1}, "adopted": false});
         assert_eq!(details(&v), "status: ready · tags: a, b");
     }
 }

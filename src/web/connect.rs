@@ -25,7 +25,14 @@ pub async fn open_connect_link(
         ));
     };
     tracing::Span::current().record("tenant_id", tenant.as_str());
-    session.bind_tenant(&tenant).await?;
+    let Some(record) = crate::store::tenants::get(&state.db, &tenant).await? else {
+        return Ok(render_error(
+            StatusCode::GONE,
+            "This link no longer works",
+            "This account is no longer set up here.".to_owned(),
+        ));
+    };
+    session.bind_tenant(&tenant, record.created_at).await?;
     audit::record(
         &state.db,
         &tenant,

@@ -62,13 +62,14 @@ impl EnvRow {
             "deleting" => ("Deleting", "warn"),
             "deleted" => ("Deleted", "neutral"),
             "failed" => ("Failed", "bad"),
+            "delete_failed" => ("Delete failed", "bad"),
             _ => ("Unknown", "neutral"),
         };
         let busy = matches!(v.status, "pending" | "deleting");
         Self {
             can_reveal: v.status == "ready" && v.has_keys,
             can_recreate: matches!(v.status, "ready" | "failed"),
-            can_delete: matches!(v.status, "ready" | "failed" | "pending"),
+            can_delete: matches!(v.status, "ready" | "failed" | "pending" | "delete_failed"),
             ephemeral_id: v.ephemeral_id,
             name: v.name,
             key: v.key,
@@ -100,8 +101,12 @@ impl EnvRow {
 pub struct EnvironmentsPage {
     pub layout: Layout,
     pub rows: Vec<EnvRow>,
-    pub page: usize,
-    pub has_more: bool,
+    /// This is not the first page.
+    pub paged: bool,
+    /// The cursor of the next (older) page.
+    pub older: Option<String>,
+    /// Deleted environments are listed too.
+    pub show_deleted: bool,
     pub connected: bool,
     pub configured: bool,
 }
@@ -115,28 +120,39 @@ impl EnvironmentsPage {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ListQuery {
-    page: Option<String>,
+    /// Where the page starts (from the previous page's "Older" link).
+    cursor: Option<String>,
+    /// `all`: deleted environments too.
+    show: Option<String>,
     /// Set by the page's own background refresh.
     poll: Option<String>,
+}
+
+impl ListQuery {
+    fn first_page() -> Self {
+        Self::default()
+    }
 }
 
 async fn render(
     state: &AppState,
     session: &CustomerSession,
     tenant: &Tenant,
-    page: usize,
+    query: ListQuery,
     revealed: Option<(String, Keys)>,
-    quiet: bool,
 ) -> PageResult<EnvironmentsPage> {
     let now = state.now();
-    let (views, has_more) = backend::list(state, &tenant.id, page, PAGE_SIZE).await?;
+    let show_deleted = query.show.as_deref() == Some("all");
+    let cursor = query.cursor.filter(|c| !c.is_empty() && c.len() <= 200);
+    let paged = cursor.is_some();
+    let (views, older) = backend::list(state, &tenant.id, cursor, PAGE_SIZE, show_deleted).await?;
     let mut rows: Vec<EnvRow> = views.into_iter().map(|v| EnvRow::new(v, now)).collect();
     if let Some((id, keys)) = revealed {
         if let Some(row) = rows.iter_mut().find(|r| r.ephemeral_id == id) {
             row.keys = Some(keys);
         }
     }
-    let mut layout = if quiet {
+    let mut layout = if query.poll.is_some() {
         Layout::for_tenant_quiet(state, session, tenant, Nav::Environments).await?
     } else {
         Layout::for_tenant(state, session, tenant, Nav::Environments).await?
@@ -149,8 +165,9 @@ async fn render(
     Ok(EnvironmentsPage {
         layout,
         rows,
-        page,
-        has_more,
+        paged,
+        older,
+        show_deleted,
         connected,
         configured,
     })
@@ -163,12 +180,7 @@ pub async fn list_environments(
     Query(query): Query<ListQuery>,
 ) -> PageResult<EnvironmentsPage> {
     let tenant = require_tenant(&state, &session).await?;
-    let page = query
-        .page
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|p| *p >= 1 && *p <= 10_000)
-        .unwrap_or(1);
-    render(&state, &session, &tenant, page, None, query.poll.is_some()).await
+    render(&state, &session, &tenant, query, None).await
 }
 
 fn parse_id(raw: &str) -> PageResult<EphemeralId> {
@@ -216,7 +228,14 @@ pub async fn reveal_environment_keys(
         }))
         .into_response());
     }
-    let page = render(&state, &session, &tenant, 1, Some((id, keys)), false).await?;
+    let page = render(
+        &state,
+        &session,
+        &tenant,
+        ListQuery::first_page(),
+        Some((id, keys)),
+    )
+    .await?;
     Ok(page.into_response())
 }
 
@@ -255,12 +274,17 @@ pub async fn delete_environment(
     check_csrf(&session, form.csrf_token.as_deref()).await?;
     let eph = parse_id(&id)?;
     match backend::delete(&state, &tenant.id, &eph).await {
-        Ok(()) => {
+        Ok(true) => {
             session
                 .flash(
                     FlashKind::Success,
                     format!("Deleting {eph}. Its LaunchDarkly environment is being removed."),
                 )
+                .await?
+        }
+        Ok(false) => {
+            session
+                .flash(FlashKind::Info, format!("{eph} was already deleted."))
                 .await?
         }
         Err(message) => session.flash(FlashKind::Error, message).await?,

@@ -3,7 +3,6 @@
 //! token. Every failure ends on the settings page with a clear message and
 //! stores nothing.
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Redirect;
 use secrecy::SecretString;
@@ -11,24 +10,18 @@ use serde::Deserialize;
 
 use super::pages::require_tenant;
 use super::session::OAuthPending;
-use super::{CustomerSession, FlashKind, PageResult};
-use crate::connections::{self, Connected, ConnectionError};
-use crate::launchdarkly::{LdError, PkceCodeVerifier};
+use super::{CsrfOnly, CustomerSession, FlashKind, PageResult, WebForm};
+use crate::connections::{self, ConnectError, Connected, ConnectionError};
+use crate::launchdarkly::{LdError, PkceCodeVerifier, TokenHint};
 use crate::startup::AppState;
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf_token: Option<String>,
-}
 
 #[tracing::instrument(skip_all, fields(tenant_id = tracing::field::Empty))]
 pub async fn start_oauth(
     State(state): State<AppState>,
     session: CustomerSession,
-    Form(form): Form<CsrfForm>,
+    WebForm(form): WebForm<CsrfOnly>,
 ) -> PageResult<Redirect> {
-    let tenant = require_tenant(&state, &session).await?;
-    tracing::Span::current().record("tenant_id", tenant.id.as_str());
+    require_tenant(&state, &session).await?;
     session.verify_csrf(form.csrf_token.as_deref()).await?;
     let Some(oauth) = state.oauth.as_ref() else {
         session
@@ -60,7 +53,6 @@ pub async fn oauth_callback(
     Query(query): Query<CallbackQuery>,
 ) -> PageResult<Redirect> {
     let tenant = require_tenant(&state, &session).await?;
-    tracing::Span::current().record("tenant_id", tenant.id.as_str());
     // Taken out whatever happens next: a state is good for one try.
     let pending = session.take_oauth_pending().await?;
     let outcome = finish_oauth(&state, &tenant.id, pending, query).await;
@@ -120,20 +112,35 @@ async fn finish_oauth(
             "LaunchDarkly did not accept the sign-in (the token exchange failed). Please try again."
                 .to_owned()
         })?;
-    connections::connect(state, tenant, Connected::from_oauth(tokens), "browser")
-        .await
-        .map_err(|err| {
+    let issued = tokens.clone();
+    match connections::connect(state, tenant, Connected::from_oauth(tokens), "browser").await {
+        Ok(()) => Ok(()),
+        Err(err) => {
             tracing::warn!(error = %err, "storing the OAuth connection failed");
-            "Signed in, but LaunchDarkly did not let us read your account. Please try again."
-                .to_owned()
-        })
+            // Nothing was stored, so the grant just made must not stay live.
+            let _ = oauth
+                .revoke(&issued.access_token, TokenHint::AccessToken)
+                .await;
+            if let Some(refresh) = &issued.refresh_token {
+                let _ = oauth.revoke(refresh, TokenHint::RefreshToken).await;
+            }
+            Err(match err {
+                ConnectError::ReadOnly => READ_ONLY_MESSAGE.to_owned(),
+                _ => "Signed in, but LaunchDarkly did not let us read your account. Please try again.".to_owned(),
+            })
+        }
+    }
 }
+
+const READ_ONLY_MESSAGE: &str = "That LaunchDarkly access can only read, so it could never create preview environments. \
+     Connect with a token or role that can create and delete environments.";
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ApiTokenForm {
     csrf_token: Option<String>,
     api_token: Option<String>,
@@ -143,10 +150,9 @@ pub struct ApiTokenForm {
 pub async fn save_api_token(
     State(state): State<AppState>,
     session: CustomerSession,
-    Form(form): Form<ApiTokenForm>,
+    WebForm(form): WebForm<ApiTokenForm>,
 ) -> PageResult<Redirect> {
     let tenant = require_tenant(&state, &session).await?;
-    tracing::Span::current().record("tenant_id", tenant.id.as_str());
     session.verify_csrf(form.csrf_token.as_deref()).await?;
     let token = form.api_token.unwrap_or_default();
     let token = token.trim();
@@ -173,7 +179,10 @@ pub async fn save_api_token(
                 )
                 .await?;
         }
-        Err(ConnectionError::Upstream(LdError::Unauthorized)) => {
+        Err(ConnectError::ReadOnly) => {
+            session.flash(FlashKind::Error, READ_ONLY_MESSAGE).await?;
+        }
+        Err(ConnectError::Connection(ConnectionError::Upstream(LdError::Unauthorized))) => {
             session
                 .flash(FlashKind::Error, "LaunchDarkly did not accept that API access token. Check that it is active and copied in full.")
                 .await?;
@@ -195,10 +204,9 @@ pub async fn save_api_token(
 pub async fn disconnect(
     State(state): State<AppState>,
     session: CustomerSession,
-    Form(form): Form<CsrfForm>,
+    WebForm(form): WebForm<CsrfOnly>,
 ) -> PageResult<Redirect> {
     let tenant = require_tenant(&state, &session).await?;
-    tracing::Span::current().record("tenant_id", tenant.id.as_str());
     session.verify_csrf(form.csrf_token.as_deref()).await?;
     let message = if connections::disconnect(&state, &tenant.id, "browser")
         .await

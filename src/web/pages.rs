@@ -6,20 +6,18 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{CustomerSession, PageError, PageResult, render_error};
 use crate::error::AppError;
-use crate::ids::TenantId;
 use crate::startup::AppState;
 use crate::store::tenants::{self, Tenant};
 
 /// The tenant this browser is bound to, or a page that says how to get bound.
 pub async fn require_tenant(state: &AppState, session: &CustomerSession) -> PageResult<Tenant> {
-    let tenant: Option<TenantId> = session.tenant().await?;
-    let Some(id) = tenant else {
+    let Some((id, born)) = session.tenant().await? else {
         return Err(PageError(AppError::Unauthorized(
             "This page is reached through the connect link your environments provider gives you.",
         )));
     };
     match tenants::get(&state.db, &id).await? {
-        Some(t) if t.offboarding_at.is_none() => {
+        Some(t) if t.offboarding_at.is_none() && t.created_at.timestamp_micros() == born => {
             tracing::Span::current().record("tenant_id", t.id.as_str());
             Ok(t)
         }

@@ -16,6 +16,10 @@ use crate::error::AppError;
 use crate::ids::TenantId;
 
 const TENANT: &str = "tenant_id";
+/// The bound tenant's creation time (micros): a tenant deleted and registered
+/// again under the same id is another customer's, and old sessions must not
+/// reach it.
+const TENANT_BORN: &str = "tenant_created_at";
 const CSRF: &str = "csrf_token";
 const FLASH: &str = "flash";
 const OAUTH: &str = "oauth_pending";
@@ -81,18 +85,28 @@ fn random_token() -> String {
 }
 
 impl CustomerSession {
-    pub async fn tenant(&self) -> Result<Option<TenantId>, AppError> {
+    /// The bound tenant id and the creation time it had when it was bound.
+    pub async fn tenant(&self) -> Result<Option<(TenantId, i64)>, AppError> {
         let raw: Option<String> = self.session.get(TENANT).await.map_err(session_error)?;
-        Ok(raw.and_then(|t| TenantId::parse(&t).ok()))
+        let born: Option<i64> = self.session.get(TENANT_BORN).await.map_err(session_error)?;
+        Ok(raw.and_then(|t| TenantId::parse(&t).ok()).zip(born))
     }
 
     /// Binds the browser to a tenant: a new session id (no fixation), and
     /// nothing carried over from before.
-    pub async fn bind_tenant(&self, tenant: &TenantId) -> Result<(), AppError> {
+    pub async fn bind_tenant(
+        &self,
+        tenant: &TenantId,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AppError> {
         self.session.clear().await;
         self.session.cycle_id().await.map_err(session_error)?;
         self.session
             .insert(TENANT, tenant.as_str())
+            .await
+            .map_err(session_error)?;
+        self.session
+            .insert(TENANT_BORN, created_at.timestamp_micros())
             .await
             .map_err(session_error)?;
         self.session

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use ld_eaas::simulator::{ApiTokenGrant, OAuthClientRegistration, Simulator, SimulatorConfig};
+use ld_eaas::simulator::{
+    ApiTokenGrant, Faults, OAuthClientRegistration, Simulator, SimulatorConfig,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -123,8 +125,15 @@ async fn a_customer_connects_configures_and_manages_environments_in_chromium() {
     assert!(text.contains("Saved"));
     browser.screenshot_full("settings-saved").await;
 
-    // The vendor's backend creates an environment; the page follows it to
-    // ready without a full reload.
+    // The vendor's backend creates an environment (LaunchDarkly is slow to
+    // answer); the page shows it being created and follows it to ready
+    // without a full reload.
+    sim.set_faults(Faults {
+        latency: Duration::from_secs(3),
+        method: Some(Method::POST),
+        path_prefix: Some("/api/v2/projects".to_owned()),
+        ..Faults::none()
+    });
     let (status, body) = app
         .api(
             Method::PUT,
@@ -135,14 +144,27 @@ async fn a_customer_connects_configures_and_manages_environments_in_chromium() {
     assert!(status.is_success(), "{status}: {body}");
     browser.click("nav.tabs a[href='/environments']").await;
     browser
-        .wait_for("tr.env-row[data-ephemeral-id='pr-1']")
+        .wait_for("tr.env-row[data-ephemeral-id='pr-1'][data-status='pending']")
         .await;
     browser
         .client
         .execute("window.__stillTheSamePage = true;", vec![])
         .await
         .unwrap();
+    assert!(browser.text().await.contains("Creating"));
+    browser.screenshot("environments-creating").await;
     browser.wait_for("tr.env-row[data-status='ready']").await;
+    sim.set_faults(Faults::none());
+    let same_page = browser
+        .client
+        .execute("return window.__stillTheSamePage === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        same_page,
+        json!(true),
+        "the page reloaded to show the change"
+    );
     let text = browser.wait_for_text("Ready", SOON).await;
     assert!(text.contains("pr-1"));
     browser.screenshot("environments-ready").await;
@@ -286,6 +308,39 @@ async fn denied_consent_is_explained_and_a_form_without_its_csrf_token_is_refuse
     let text = browser.wait_for_text("via an API access token", SOON).await;
     assert!(!text.contains(LD_API_TOKEN), "the token is never shown");
     browser.screenshot_full("api-token-connected").await;
+
+    // Saving bad settings explains each problem next to its field, keeps
+    // what was typed, and moves focus to the list of problems.
+    browser
+        .wait_for("select#project_key")
+        .await
+        .select_by_value("demo")
+        .await
+        .unwrap();
+    browser
+        .wait_for("select#source_environment_key option[value='test']")
+        .await;
+    let prefix = browser.wait_for("#key_prefix").await;
+    prefix.clear().await.unwrap();
+    prefix.send_keys("-not ok").await.unwrap();
+    browser.click("#save-settings").await;
+    let text = browser.wait_for_text("Please fix", SOON).await;
+    assert!(text.contains("key prefix"), "{text}");
+    assert!(text.contains("Choose the environment"), "{text}");
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, json!("error-summary"));
+    let kept = browser
+        .wait_for("#key_prefix")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("-not ok"));
+    browser.screenshot_full("settings-errors").await;
     browser.close().await;
 }
 

@@ -78,6 +78,19 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a headless session.
     pub async fn start(test: &'static str) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
+        // Last run's pictures of this test go, so the folder shows one run.
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        if let Ok(entries) = std::fs::read_dir(&shots) {
+            for entry in entries.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{test}-"))
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let path = chromedriver_path();
         let port = free_port();

@@ -437,6 +437,18 @@ async fn an_api_token_connects_and_a_rejected_one_stores_nothing() {
     );
     assert_eq!(connection_count(app).await, 0);
 
+    // A reader token would fail every create: it is refused up front.
+    let csrf = csrf_token(app).await;
+    let form = [("csrf_token", csrf.as_str()), ("api_token", READER_TOKEN)];
+    app.client
+        .post(app.url("/connection/api-token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(settings_page(app).await.contains("can only read"));
+    assert_eq!(connection_count(app).await, 0);
+
     let csrf = csrf_token(app).await;
     let form = [("csrf_token", csrf.as_str()), ("api_token", WRITER_TOKEN)];
     app.client
@@ -679,4 +691,51 @@ async fn every_request_to_launchdarkly_carries_the_version_and_partner_user_agen
             r.path
         );
     }
+}
+
+#[tokio::test]
+async fn a_stale_credential_from_before_a_reconnect_does_not_break_the_new_connection() {
+    let env = app_with_simulator(true).await;
+    let app = &env.app;
+    connect_with_oauth(&env, "t1").await;
+    let stale = connections::credential(&app.state, &tenant("t1"))
+        .await
+        .unwrap();
+    // The customer disconnects and connects again with an API token.
+    connections::disconnect(&app.state, &tenant("t1"), "browser")
+        .await
+        .unwrap();
+    let csrf = csrf_token(app).await;
+    let form = [("csrf_token", csrf.as_str()), ("api_token", WRITER_TOKEN)];
+    app.client
+        .post(app.url("/connection/api-token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    // A worker still holding the old OAuth credential sees a 401 and asks again.
+    let fresh = connections::refresh_after_unauthorized(&app.state, &tenant("t1"), &stale)
+        .await
+        .unwrap();
+    assert!(matches!(fresh.auth.credential, Credential::ApiToken(_)));
+    let (_, body) = app.api(Method::GET, "/tenants/t1", None).await;
+    assert_eq!(body["connection"]["status"], "connected", "{body}");
+    assert_eq!(body["connection"]["auth_kind"], "api_token");
+}
+
+#[tokio::test]
+async fn offboarding_a_tenant_revokes_its_oauth_grant_upstream() {
+    let env = app_with_simulator(true).await;
+    let app = &env.app;
+    connect_with_oauth(&env, "t1").await;
+    let cred = connections::credential(&app.state, &tenant("t1"))
+        .await
+        .unwrap();
+    let (status, _) = app.api(Method::DELETE, "/tenants/t1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(connection_count(app).await, 0);
+    assert!(
+        app.state.ld.caller_identity(&cred.auth).await.is_err(),
+        "the grant no longer works once the tenant is gone"
+    );
 }

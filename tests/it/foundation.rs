@@ -685,3 +685,39 @@ async fn the_api_description_is_served() {
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/tenants/{tenant_id}/environments/{ephemeral_id}"]["put"].is_object());
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_in_the_envelope() {
+    let app = spawn_app().await;
+    app.create_tenant("t1").await;
+    let (status, body) = app.api(Method::PATCH, "/tenants/t1", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&body, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_session_does_not_reach_a_tenant_registered_again_under_the_same_id() {
+    let app = spawn_app().await;
+    app.create_tenant("t1").await;
+    let link = app.connect_link("t1").await;
+    app.client.get(&link).send().await.unwrap();
+    assert_eq!(
+        app.client
+            .get(app.url("/settings"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let (status, _) = app.api(Method::DELETE, "/tenants/t1", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.clock.advance(Duration::seconds(1));
+    app.create_tenant("t1").await;
+    let res = app.client.get(app.url("/settings")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old session belongs to the old customer"
+    );
+}

@@ -14,3 +14,4 @@ mod simulator;
 mod ui;
 mod ui_demo;
 mod ui_manifest;
+mod ui_pages;

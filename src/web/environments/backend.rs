@@ -2,12 +2,17 @@
 //! code reads the same whatever sits behind it.
 
 use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
 
+use crate::error::AppError;
 use crate::ids::{EphemeralId, TenantId};
+use crate::lifecycle::{
+    self, Desired, EnvironmentRecord, EnvironmentStatus, ListQuery as LifecycleQuery,
+};
 use crate::startup::AppState;
 use crate::store::{connections, settings};
 
-use super::PageResult;
+use super::{PageError, PageResult};
 
 /// An environment as the page needs it.
 pub struct EnvView {
@@ -16,7 +21,8 @@ pub struct EnvView {
     pub key: String,
     pub project_key: String,
     pub source: String,
-    /// `pending`, `ready`, `deleting`, `deleted` or `failed`.
+    /// `pending`, `ready`, `deleting`, `deleted`, `failed` or
+    /// `delete_failed` (a delete LaunchDarkly refused).
     pub status: &'static str,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -25,6 +31,32 @@ pub struct EnvView {
     pub last_error: String,
     pub color: String,
     pub has_keys: bool,
+}
+
+impl EnvView {
+    fn new(state: &AppState, r: &EnvironmentRecord) -> Self {
+        let status = match (r.desired, r.status) {
+            (Desired::Absent, EnvironmentStatus::Failed) => "delete_failed",
+            // Asked to go, not yet picked up by a worker.
+            (Desired::Absent, EnvironmentStatus::Pending | EnvironmentStatus::Ready) => "deleting",
+            (_, s) => s.as_str(),
+        };
+        Self {
+            ephemeral_id: r.ephemeral_id.to_string(),
+            name: r.environment_name.clone(),
+            key: r.environment_key.clone(),
+            project_key: r.project_key.clone(),
+            source: r.source_environment_key.clone(),
+            status,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            url: lifecycle::environment_url(state, r),
+            client_side_id: r.client_side_id.clone().unwrap_or_default(),
+            last_error: r.last_error.clone().unwrap_or_default(),
+            color: r.color.clone(),
+            has_keys: r.sdk_key.is_some(),
+        }
+    }
 }
 
 /// An environment's SDK keys, shown once asked for.
@@ -43,14 +75,37 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Newest first; `page` counts from 1. Returns the rows and whether more follow.
+/// One page, newest first, and the cursor of the next.
 pub async fn list(
-    _state: &AppState,
-    _tenant: &TenantId,
-    _page: usize,
-    _per_page: usize,
-) -> PageResult<(Vec<EnvView>, bool)> {
-    Ok((Vec::new(), false))
+    state: &AppState,
+    tenant: &TenantId,
+    cursor: Option<String>,
+    per_page: usize,
+    include_deleted: bool,
+) -> PageResult<(Vec<EnvView>, Option<String>)> {
+    let query = LifecycleQuery {
+        limit: i64::try_from(per_page).unwrap_or(25),
+        cursor,
+        include_deleted,
+    };
+    let page = match lifecycle::list_environments(state, tenant, &query).await {
+        Ok(page) => page,
+        // A cursor we did not make: start from the top instead.
+        Err(AppError::Invalid { .. }) => {
+            lifecycle::list_environments(
+                state,
+                tenant,
+                &LifecycleQuery {
+                    cursor: None,
+                    ..query
+                },
+            )
+            .await?
+        }
+        Err(err) => return Err(PageError(err)),
+    };
+    let views = page.items.iter().map(|r| EnvView::new(state, r)).collect();
+    Ok((views, page.next_cursor))
 }
 
 /// Whether the tenant can get environments at all: connected, configured.
@@ -62,27 +117,67 @@ pub async fn readiness(state: &AppState, tenant: &TenantId) -> PageResult<(bool,
     Ok((connected, configured))
 }
 
+/// The live environment's SDK keys; `None` when it has none (not ready, or
+/// being deleted).
 pub async fn reveal_keys(
-    _state: &AppState,
-    _tenant: &TenantId,
-    _id: &EphemeralId,
+    state: &AppState,
+    tenant: &TenantId,
+    id: &EphemeralId,
 ) -> PageResult<Option<Keys>> {
-    Ok(None)
+    let Some(record) = lifecycle::get_environment(state, tenant, id).await? else {
+        return Ok(None);
+    };
+    if record.desired != Desired::Present || record.status != EnvironmentStatus::Ready {
+        return Ok(None);
+    }
+    Ok(lifecycle::reveal_keys(state, &record)?.map(|keys| Keys {
+        environment_key: record.environment_key.clone(),
+        sdk_key: keys.sdk_key.expose_secret().to_owned(),
+        mobile_key: keys.mobile_key.expose_secret().to_owned(),
+        client_side_id: keys.client_side_id,
+    }))
+}
+
+/// What a refused request tells the customer.
+fn refusal(err: AppError) -> Result<(), String> {
+    err.log();
+    Err(match &err {
+        AppError::Internal(_) => {
+            "Something went wrong on our side; nothing was changed. Try again in a moment."
+                .to_owned()
+        }
+        AppError::Conflict {
+            code: "needs_reconnect",
+            ..
+        } => "LaunchDarkly no longer accepts our access: reconnect in Settings first.".to_owned(),
+        AppError::Conflict {
+            code: "not_connected",
+            ..
+        } => "Connect LaunchDarkly in Settings first.".to_owned(),
+        AppError::Conflict {
+            code: "settings_missing",
+            ..
+        } => "Choose a project and source environment in Settings first.".to_owned(),
+        AppError::NotFound(_) => {
+            "That environment is already gone or being deleted, so there is nothing to re-create."
+                .to_owned()
+        }
+        other => format!("That did not work: {}", other.public_message()),
+    })
 }
 
 /// Errors are the message the customer sees.
-pub async fn recreate(
-    _state: &AppState,
-    _tenant: &TenantId,
-    _id: &EphemeralId,
-) -> Result<(), String> {
-    Err("Re-creating environments is not available yet.".to_owned())
+pub async fn recreate(state: &AppState, tenant: &TenantId, id: &EphemeralId) -> Result<(), String> {
+    match lifecycle::request_recreate(state, tenant, id, "browser").await {
+        Ok(_) => Ok(()),
+        Err(err) => refusal(err),
+    }
 }
 
-pub async fn delete(
-    _state: &AppState,
-    _tenant: &TenantId,
-    _id: &EphemeralId,
-) -> Result<(), String> {
-    Err("Deleting environments is not available yet.".to_owned())
+/// `Ok(false)`: there was nothing to delete.
+pub async fn delete(state: &AppState, tenant: &TenantId, id: &EphemeralId) -> Result<bool, String> {
+    match lifecycle::request_delete(state, tenant, id, "browser").await {
+        Ok(found) => Ok(found.is_some()),
+        Err(err) => refusal(err).map(|()| false),
+    }
 }

@@ -6,9 +6,13 @@ use std::future::Future;
 use serde::Serialize;
 
 use super::SettingsDraft;
-use crate::connections::{self, ConnectionError};
-use crate::ids::TenantId;
+use crate::connections::ConnectionError;
+use crate::error::AppError;
+use crate::ids::{EphemeralId, ProjectKey, TenantId};
 use crate::launchdarkly::{LdError, RequestAuth};
+use crate::lifecycle::keys;
+use crate::lifecycle::settings::{self as rules, SettingsErrors, SettingsInput};
+use crate::lifecycle::upstream::{self, CallError};
 use crate::startup::AppState;
 
 /// One option of a picker.
@@ -104,36 +108,36 @@ pub struct Defaults {
 
 pub fn defaults() -> Defaults {
     Defaults {
-        name_template: "Preview {ephemeral_id}".to_owned(),
-        color: "7c3aed".to_owned(),
-        key_prefix: "eph".to_owned(),
+        name_template: rules::DEFAULT_NAME_TEMPLATE.to_owned(),
+        color: rules::DEFAULT_COLOR.to_owned(),
+        key_prefix: rules::DEFAULT_KEY_PREFIX.to_owned(),
     }
 }
 
 pub fn oauth_enabled(state: &AppState) -> bool {
-    state.config.oauth.is_some()
+    state.oauth.is_some()
 }
 
-/// Calls LaunchDarkly as the tenant, refreshing the credential once after a
-/// 401. Errors come back as a sentence for the customer; the cause is logged.
-pub async fn as_tenant<T, F, Fut>(state: &AppState, tenant: &TenantId, call: F) -> Result<T, String>
+/// Calls LaunchDarkly as the tenant for a person who is waiting (short rate
+/// limits are waited out, a 401 refreshes once). Errors come back as a
+/// sentence for the customer; the cause is logged.
+pub async fn as_tenant<T, F, Fut>(
+    state: &AppState,
+    tenant: &TenantId,
+    operation: &'static str,
+    call: F,
+) -> Result<T, String>
 where
     F: Fn(RequestAuth) -> Fut,
     Fut: Future<Output = Result<T, LdError>>,
 {
-    let credential = connections::credential(state, tenant)
+    let deadline = state.now() + chrono::Duration::seconds(5);
+    upstream::interactive(state, tenant, deadline, operation, call)
         .await
-        .map_err(describe_connection)?;
-    match call(credential.auth.clone()).await {
-        Ok(value) => Ok(value),
-        Err(LdError::Unauthorized) => {
-            let fresh = connections::refresh_after_unauthorized(state, tenant, &credential)
-                .await
-                .map_err(describe_connection)?;
-            call(fresh.auth).await.map_err(describe_ld)
-        }
-        Err(err) => Err(describe_ld(err)),
-    }
+        .map_err(|err| match err {
+            CallError::Ld(e) => describe_ld(e),
+            CallError::Connection(e) => describe_connection(e),
+        })
 }
 
 fn describe_connection(err: ConnectionError) -> String {
@@ -177,7 +181,7 @@ fn describe_ld(err: LdError) -> String {
 
 /// Every project of the connected account (all pages), by name.
 pub async fn projects(state: &AppState, tenant: &TenantId) -> Choices {
-    let listed = as_tenant(state, tenant, |auth| async move {
+    let listed = as_tenant(state, tenant, "list_projects", |auth| async move {
         state.ld.list_projects(&auth).await
     })
     .await;
@@ -199,19 +203,19 @@ pub async fn projects(state: &AppState, tenant: &TenantId) -> Choices {
     }
 }
 
-/// Every environment of a project (all pages), in LaunchDarkly's order.
+/// Every environment of a project (all pages), in LaunchDarkly's order,
+/// without the ones this product made (they are not sensible sources).
 pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) -> Choices {
-    if crate::ids::ProjectKey::parse(project).is_err() {
+    if ProjectKey::parse(project).is_err() {
         return Choices::Unavailable("Choose a project first.".to_owned());
     }
-    let listed = as_tenant(state, tenant, |auth| async move {
+    let listed = as_tenant(state, tenant, "list_environments", |auth| async move {
         state.ld.list_environments(&auth, project, &[]).await
     })
     .await;
     match listed {
         Ok(envs) => Choices::Loaded(
             envs.into_iter()
-                // Our own environments are not sensible sources.
                 .filter(|e| !e.has_tags(&["ld-eaas"]))
                 .map(|e| Choice {
                     note: if e.critical {
@@ -228,44 +232,143 @@ pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) ->
     }
 }
 
-pub fn preview(
-    state: &AppState,
-    _tenant: &TenantId,
-    draft: &SettingsDraft,
-) -> Result<Preview, FieldErrors> {
-    let mut errors = FieldErrors::default();
-    let ttl = match draft.ttl_seconds() {
+/// The rules' field names, as the form names them.
+fn form_field(field: &str) -> &str {
+    match field {
+        "default_ttl_seconds" => "ttl_value",
+        other => other,
+    }
+}
+
+/// The draft as the settings rules take it; a TTL the form cannot read is
+/// reported on its field.
+fn input(draft: &SettingsDraft, errors: &mut FieldErrors) -> SettingsInput {
+    let default_ttl_seconds = match draft.ttl_seconds() {
         Ok(ttl) => ttl,
         Err(message) => {
             errors.add("ttl_value", message);
             None
         }
     };
+    SettingsInput {
+        project_key: draft.project_key.trim().to_owned(),
+        source_environment_key: draft.source_environment_key.trim().to_owned(),
+        name_template: Some(draft.name_template.clone()),
+        color: Some(draft.color_hex()),
+        default_ttl_seconds,
+        key_prefix: Some(draft.key_prefix.clone()),
+    }
+}
+
+/// The example preview environment shown on the settings page.
+const EXAMPLE_ID: &str = "pr-1234";
+
+/// What the next environment would look like with the draft. A project or
+/// source not chosen yet does not stop the preview of the rest.
+pub fn preview(
+    state: &AppState,
+    tenant: &TenantId,
+    draft: &SettingsDraft,
+) -> Result<Preview, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let mut input = input(draft, &mut errors);
+    let project_missing = input.project_key.is_empty();
+    let source_missing = input.source_environment_key.is_empty();
+    if project_missing {
+        input.project_key = "project".to_owned();
+    }
+    if source_missing {
+        input.source_environment_key = "source".to_owned();
+    }
+    let settings = match rules::normalize(&input, state.now()) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            for p in problems {
+                errors.add(form_field(p.field), p.message);
+            }
+            return Err(errors);
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
-    let example = "pr-1234";
+    let Ok(example) = EphemeralId::parse(EXAMPLE_ID) else {
+        return Err(errors);
+    };
+    let p = keys::preview(&settings, tenant, &example, &state.config.instance_tag());
     Ok(Preview {
-        example_id: example.to_owned(),
-        project_key: draft.project_key.clone(),
-        environment_key: format!("{}-{example}", draft.key_prefix),
-        environment_name: draft.name_template.replace("{ephemeral_id}", example),
-        source_environment_key: draft.source_environment_key.clone(),
-        color: draft.color_hex(),
-        tags: vec!["ld-eaas".to_owned(), state.config.instance_tag()],
-        expires: ttl.map_or_else(
+        example_id: p.ephemeral_id,
+        project_key: if project_missing {
+            String::new()
+        } else {
+            p.project_key
+        },
+        environment_key: p.environment_key,
+        environment_name: p.environment_name,
+        source_environment_key: if source_missing {
+            String::new()
+        } else {
+            p.source_environment_key
+        },
+        color: p.color,
+        tags: p.tags,
+        expires: p.ttl_seconds.map_or_else(
             || "Never, unless deleted".to_owned(),
             |s| format!("{} after creation", super::layout::duration(s)),
         ),
     })
 }
 
+/// Checks the draft (shape, then with LaunchDarkly) and saves it. Problems
+/// come back per field; `form` holds one that belongs to no field.
 pub async fn validate_and_save(
-    _state: &AppState,
-    _tenant: &TenantId,
-    _draft: &SettingsDraft,
+    state: &AppState,
+    tenant: &TenantId,
+    draft: &SettingsDraft,
 ) -> Result<(), FieldErrors> {
     let mut errors = FieldErrors::default();
-    errors.add("project_key", "Saving settings is not available yet.");
-    Err(errors)
+    let input = input(draft, &mut errors);
+    if !errors.is_empty() {
+        // Report the rules' findings on the other fields too.
+        if let Err(problems) = rules::normalize(&input, state.now()) {
+            for p in problems {
+                errors.add(form_field(p.field), p.message);
+            }
+        }
+        return Err(errors);
+    }
+    match rules::validate_and_save(state, tenant, &input, "browser").await {
+        Ok(_) => Ok(()),
+        Err(SettingsErrors::Fields(problems)) => {
+            for p in problems {
+                errors.add(form_field(p.field), p.message);
+            }
+            Err(errors)
+        }
+        Err(SettingsErrors::Unavailable(err)) => {
+            let message = match &err {
+                AppError::Internal(_) => {
+                    err.log();
+                    "Something went wrong on our side; the settings were not saved. Try again in a moment."
+                        .to_owned()
+                }
+                AppError::Conflict { code: "needs_reconnect", .. } => {
+                    "LaunchDarkly no longer accepts our access to this account: reconnect above, then save."
+                        .to_owned()
+                }
+                AppError::Conflict { code: "not_connected", .. } => {
+                    "Connect LaunchDarkly first, then save.".to_owned()
+                }
+                other => {
+                    other.log();
+                    format!(
+                        "The settings could not be checked with LaunchDarkly, so they were not saved: {}",
+                        other.public_message()
+                    )
+                }
+            };
+            errors.add("form", message);
+            Err(errors)
+        }
+    }
 }

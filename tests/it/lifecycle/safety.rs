@@ -213,8 +213,30 @@ async fn the_tenants_source_environment_is_never_deleted() {
 async fn permanent_launchdarkly_errors_end_in_failed_with_a_readable_error() {
     let sim = start_sim().await;
     let app = spawn(&sim, true).await;
-    // A reader token: LaunchDarkly answers 403 to the create.
-    connect(&app, "readonly", READER_TOKEN).await;
+    // A token whose role was narrowed to reader after it connected (a reader
+    // token is refused at connect time): LaunchDarkly answers 403 to the create.
+    app.create_tenant("readonly").await;
+    let sealed = app.state.config.keyring.seal(
+        &tenant("readonly"),
+        ld_eaas::crypto::SealedColumn::AccessToken,
+        &secrecy::SecretString::from(READER_TOKEN.to_owned()),
+    );
+    ld_eaas::store::connections::save(
+        &app.db,
+        &tenant("readonly"),
+        &ld_eaas::store::connections::NewConnection {
+            auth_kind: ld_eaas::store::connections::AuthKind::ApiToken,
+            account_id: DEMO_ACCOUNT,
+            account_label: None,
+            scope: None,
+            access_token: &sealed,
+            refresh_token: None,
+            access_expires_at: None,
+        },
+        app.now(),
+    )
+    .await
+    .unwrap();
     configure(&app, "readonly", "demo", "staging").await;
     let (status, body) = put_env(&app, "readonly", "pr-1", "?wait=10", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
