@@ -205,7 +205,10 @@ async fn listen(state: AppState, shutdown: CancellationToken) {
         };
         if let Err(err) = listener.listen_all(channels).await {
             tracing::warn!(error = %err, "could not listen for notifications; retrying");
-            continue;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                () = shutdown.cancelled() => return,
+            }
         }
         loop {
             tokio::select! {
