@@ -205,9 +205,20 @@ async fn delete_redelete_and_recreate_move_through_generations() {
     eventually(
         Duration::from_secs(10),
         "old generation deleted",
-        || async { sim.environment(DEMO_ACCOUNT, "demo", &key2).is_none() },
+        || async {
+            // Recorded, not just gone upstream: the record commits after
+            // LaunchDarkly answers.
+            let status: String = sqlx::query_scalar(
+                "select status from environments where ephemeral_id = 'pr-7' and generation = 2",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            status == "deleted"
+        },
     )
     .await;
+    assert!(sim.environment(DEMO_ACCOUNT, "demo", &key2).is_none());
     let upstream: Vec<String> = demo_envs(&sim).into_iter().map(|e| e.key).collect();
     assert_eq!(upstream, std::slice::from_ref(&key3));
     assert_ne!(
