@@ -21,6 +21,7 @@ use crate::launchdarkly::{Credential, LdError, OAuthError, RequestAuth, TokenHin
 use crate::startup::AppState;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::connections::{self, AuthKind, Connection, ConnectionStatus};
+use crate::store::outbox;
 
 /// Refresh this long before the access token's announced expiry.
 const REFRESH_MARGIN: Duration = Duration::seconds(60);
@@ -326,16 +327,8 @@ async fn needs_reconnect(
         event.details = json!({ "reason": reason });
         audit::record(&mut **tx, tenant, state.now(), event).await?;
         if state.config.webhook.is_some() {
-            sqlx::query(
-                "insert into webhook_outbox (id, tenant_id, event_type, payload, next_attempt_at, created_at)
-                 values ($1, $2, 'connection.needs_reconnect', $3, $4, $4)",
-            )
-            .bind(uuid::Uuid::new_v4())
-            .bind(tenant.as_str())
-            .bind(json!({ "tenant_id": tenant, "reason": reason }))
-            .bind(state.now())
-            .execute(&mut **tx)
-            .await?;
+            let data = json!({ "tenant_id": tenant, "reason": reason });
+            outbox::insert(tx, tenant, "connection.needs_reconnect", &data, state.now()).await?;
         }
     }
     Ok(())

@@ -53,6 +53,14 @@ pub async fn app_with_simulator(auto_approve: bool) -> Connected {
 }
 
 pub async fn app_with_simulator_on(database: TestDatabase, auto_approve: bool) -> Connected {
+    app_with_simulator_configured(database, auto_approve, |config| config).await
+}
+
+pub async fn app_with_simulator_configured(
+    database: TestDatabase,
+    auto_approve: bool,
+    adjust: impl FnOnce(ld_eaas::config::Config) -> ld_eaas::config::Config,
+) -> Connected {
     // The simulator must know the app's callback URL, so the app's port is
     // bound first.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,7 +78,7 @@ pub async fn app_with_simulator_on(database: TestDatabase, auto_approve: bool) -
             "--oauth-client-secret",
             CLIENT_SECRET,
         ],
-        |config| config,
+        adjust,
     )
     .await;
     Connected { sim, app }
@@ -632,6 +640,62 @@ async fn a_refused_refresh_marks_the_connection_needs_reconnect() {
             .is_err()
     );
     assert_eq!(env.sim.token_endpoint_calls("refresh_token"), calls);
+}
+
+#[tokio::test]
+async fn needs_reconnect_is_announced_by_a_signed_webhook() {
+    use crate::lifecycle::time::{HOOK_SECRET, receiver};
+    use ld_eaas::lifecycle::webhooks;
+
+    let hook = receiver(0).await;
+    let url = hook.url.clone();
+    let env = app_with_simulator_configured(TestDatabase::create().await, true, move |mut c| {
+        c.webhook = Some(ld_eaas::config::WebhookConfig {
+            url: url::Url::parse(&url).unwrap(),
+            secret: secrecy::SecretString::from(HOOK_SECRET.to_owned()),
+        });
+        c
+    })
+    .await;
+    connect_with_oauth(&env, "t1").await;
+    env.sim.revoke_refresh_tokens();
+    env.app.clock.advance(Duration::hours(2));
+    assert!(
+        connections::credential(&env.app.state, &tenant("t1"))
+            .await
+            .is_err()
+    );
+
+    // The replica's webhook sender delivers it on its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (headers, body) = loop {
+        if let Some(delivery) = hook.received.lock().unwrap().first().cloned() {
+            break delivery;
+        }
+        assert!(std::time::Instant::now() < deadline, "no webhook arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let signature = headers
+        .get(webhooks::SIGNATURE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let t: i64 = signature
+        .trim_start_matches("t=")
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(webhooks::verify(HOOK_SECRET, signature, &body, t, 0));
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "connection.needs_reconnect");
+    assert_eq!(event["tenant_id"], "t1");
+    assert_eq!(
+        event["data"]["reason"],
+        "LaunchDarkly refused the refresh token (invalid_grant)"
+    );
+    assert_eq!(hook.received.lock().unwrap().len(), 1, "announced once");
 }
 
 #[tokio::test]

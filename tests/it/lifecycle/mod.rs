@@ -6,7 +6,7 @@ mod api;
 mod convergence;
 mod safety;
 mod settings;
-mod time;
+pub(crate) mod time;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -246,15 +246,15 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
 }
 
 /// Each delivery's headers and body.
-type Deliveries = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+pub(crate) type Deliveries = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
 /// A webhook receiver that fails its first `failures` deliveries.
-struct Receiver {
-    url: String,
-    received: Deliveries,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) received: Deliveries,
 }
 
-async fn receiver(failures: usize) -> Receiver {
+pub(crate) async fn receiver(failures: usize) -> Receiver {
     let received: Deliveries = Arc::default();
     let seen = received.clone();
     let app = axum::Router::new().route(
@@ -278,7 +278,7 @@ async fn receiver(failures: usize) -> Receiver {
     Receiver { url, received }
 }
 
-const HOOK_SECRET: &str = "whsec-test-0123456789";
+pub(crate) const HOOK_SECRET: &str = "whsec-test-0123456789";
 
 #[tokio::test]
 async fn webhooks_are_signed_and_a_failing_receiver_gets_retries() {
