@@ -644,8 +644,7 @@ async fn a_refused_refresh_marks_the_connection_needs_reconnect() {
 
 #[tokio::test]
 async fn needs_reconnect_is_announced_by_a_signed_webhook() {
-    use crate::lifecycle::time::{HOOK_SECRET, receiver};
-    use ld_eaas::lifecycle::webhooks;
+    use crate::lifecycle::time::{HOOK_SECRET, assert_signed, receiver};
 
     let hook = receiver(0).await;
     let url = hook.url.clone();
@@ -675,19 +674,7 @@ async fn needs_reconnect_is_announced_by_a_signed_webhook() {
         assert!(std::time::Instant::now() < deadline, "no webhook arrived");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    let signature = headers
-        .get(webhooks::SIGNATURE_HEADER)
-        .unwrap()
-        .to_str()
-        .unwrap();
-    let t: i64 = signature
-        .trim_start_matches("t=")
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(webhooks::verify(HOOK_SECRET, signature, &body, t, 0));
+    assert_signed(&headers, &body);
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(event["type"], "connection.needs_reconnect");
     assert_eq!(event["tenant_id"], "t1");

@@ -278,6 +278,34 @@ pub(crate) async fn receiver(failures: usize) -> Receiver {
     Receiver { url, received }
 }
 
+/// Asserts the delivery's signature verifies with `HOOK_SECRET`, at the
+/// instant it names, and not with another secret.
+pub(crate) fn assert_signed(headers: &HeaderMap, body: &[u8]) {
+    let signature = headers
+        .get(webhooks::SIGNATURE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let t: i64 = signature
+        .split(',')
+        .next()
+        .unwrap()
+        .trim_start_matches("t=")
+        .parse()
+        .unwrap();
+    assert!(
+        webhooks::verify(HOOK_SECRET, signature, body, t, 0),
+        "{signature}"
+    );
+    assert!(!webhooks::verify(
+        "wrong-secret-value",
+        signature,
+        body,
+        t,
+        0
+    ));
+}
+
 pub(crate) const HOOK_SECRET: &str = "whsec-test-0123456789";
 
 #[tokio::test]
@@ -325,29 +353,7 @@ async fn webhooks_are_signed_and_a_failing_receiver_gets_retries() {
         "the same event each time"
     );
     for (headers, body) in &received {
-        let signature = headers
-            .get(webhooks::SIGNATURE_HEADER)
-            .unwrap()
-            .to_str()
-            .unwrap();
-        let t: i64 = signature
-            .split(',')
-            .next()
-            .unwrap()
-            .trim_start_matches("t=")
-            .parse()
-            .unwrap();
-        assert!(
-            webhooks::verify(HOOK_SECRET, signature, body, t, 0),
-            "{signature}"
-        );
-        assert!(!webhooks::verify(
-            "wrong-secret-value",
-            signature,
-            body,
-            t,
-            0
-        ));
+        assert_signed(headers, body);
         let event: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(event["type"], "environment.ready");
         assert_eq!(event["tenant_id"], "acme");
