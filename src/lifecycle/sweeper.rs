@@ -1,9 +1,11 @@
 //! Clean-up on a schedule: environments past their TTL are deleted through
 //! the normal path, and each tenant's project is swept for environments that
-//! carry this deployment's tags but have no live record (left by a crash, or
-//! by a create LaunchDarkly finished after we had given up on it). Those are
-//! deleted once they have stayed unrecorded for the grace period, and never
-//! if critical or the tenant's source.
+//! carry this deployment's tags under a key the tenant recorded but whose
+//! generation is no longer live (left by a crash, or by a create LaunchDarkly
+//! finished after we had given up on it). Those are deleted once they have
+//! stayed so for the grace period, and never if critical, the tenant's
+//! source, a key we never recorded, or an environment other than the one
+//! recorded under that key.
 
 use std::collections::HashSet;
 
@@ -111,13 +113,18 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
         Err(e) => return retry(state, job, &e).await,
     };
     let keys: Vec<String> = upstream.iter().map(|e| e.key.clone()).collect();
-    let live: HashSet<String> = environments::live_keys(&state.db, tenant, project, &keys)
-        .await?
-        .into_iter()
-        .collect();
+    let ids: Vec<String> = upstream.iter().map(|e| e.id.clone()).collect();
+    let sweepable: HashSet<String> =
+        environments::sweepable_keys(&state.db, tenant, project, &keys, &ids)
+            .await?
+            .into_iter()
+            .collect();
     let now = state.now();
     let grace = chrono::Duration::from_std(state.config.sweep_grace)?;
-    let orphans: Vec<_> = upstream.iter().filter(|e| !live.contains(&e.key)).collect();
+    let orphans: Vec<_> = upstream
+        .iter()
+        .filter(|e| sweepable.contains(&e.key))
+        .collect();
     let orphan_keys: Vec<String> = orphans.iter().map(|e| e.key.clone()).collect();
     // Remember when each orphan was first seen; forget those no longer orphaned.
     let first_seen: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(

@@ -454,20 +454,29 @@ pub async fn expire(
     .await
 }
 
-/// Keys of the tenant's generations that are not yet deleted, among `keys`.
-pub async fn live_keys(
+/// Which of the listed environments (parallel `keys` and LaunchDarkly `ids`)
+/// the sweeper may delete: those whose key the tenant recorded (every key is
+/// recorded before its create is sent), with no generation under that key
+/// still live, and not an environment other than the one recorded there.
+pub async fn sweepable_keys(
     db: &PgPool,
     tenant: &TenantId,
     project_key: &str,
     keys: &[String],
+    ids: &[String],
 ) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "select environment_key from environments
-          where tenant_id = $1 and project_key = $2 and environment_key = any($3) and status <> 'deleted'",
+        "select u.key from unnest($3::text[], $4::text[]) as u(key, id)
+          where exists (select 1 from environments e
+                         where e.tenant_id = $1 and e.project_key = $2 and e.environment_key = u.key)
+            and not exists (select 1 from environments e
+                             where e.tenant_id = $1 and e.project_key = $2 and e.environment_key = u.key
+                               and (e.status <> 'deleted' or e.client_side_id <> u.id))",
     )
     .bind(tenant.as_str())
     .bind(project_key)
     .bind(keys)
+    .bind(ids)
     .fetch_all(db)
     .await
 }

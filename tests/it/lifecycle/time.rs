@@ -142,7 +142,7 @@ async fn environments_past_their_ttl_are_deleted_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_period() {
+async fn the_sweeper_deletes_only_recorded_generations_no_longer_live_after_the_grace_period() {
     let sim = start_sim().await;
     let app = spawn(&sim, false).await;
     ready_tenant(&app, "acme").await;
@@ -160,6 +160,36 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
     run_due_jobs(&app.state).await.unwrap();
     assert!(sim.environment(DEMO_ACCOUNT, "demo", &late_key).is_none());
     sim.add_environment(DEMO_ACCOUNT, "demo", late_env).unwrap();
+    // "replaced" is deleted, then someone makes another environment under its
+    // key and tags: not the one we created, so never ours to delete.
+    put_env(&app, "acme", "replaced", "?wait=0", None).await;
+    run_due_jobs(&app.state).await.unwrap();
+    let (_, replaced) = get_env(&app, "acme", "replaced").await;
+    let replaced_key = replaced["launchdarkly"]["environment_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut impostor = sim
+        .environment(DEMO_ACCOUNT, "demo", &replaced_key)
+        .unwrap();
+    delete_env(&app, "acme", "replaced", "?wait=0").await;
+    run_due_jobs(&app.state).await.unwrap();
+    impostor.id = "0123456789abcdef01234567".to_owned();
+    sim.add_environment(DEMO_ACCOUNT, "demo", impostor).unwrap();
+    // "guarded" lands late too, and someone has marked it critical since.
+    put_env(&app, "acme", "guarded", "?wait=0", None).await;
+    run_due_jobs(&app.state).await.unwrap();
+    let (_, guarded) = get_env(&app, "acme", "guarded").await;
+    let guarded_key = guarded["launchdarkly"]["environment_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut guarded_env = sim.environment(DEMO_ACCOUNT, "demo", &guarded_key).unwrap();
+    delete_env(&app, "acme", "guarded", "?wait=0").await;
+    run_due_jobs(&app.state).await.unwrap();
+    guarded_env.critical = true;
+    sim.add_environment(DEMO_ACCOUNT, "demo", guarded_env)
+        .unwrap();
 
     let ours = keys::environment_tags("ld-eaas.default", &tenant("acme"), &[]);
     let with_tags = |key: &str, tags: Vec<String>, critical: bool| {
@@ -168,8 +198,8 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
         env.critical = critical;
         sim.add_environment(DEMO_ACCOUNT, "demo", env).unwrap();
     };
-    with_tags("eph-crash-orphan", ours.clone(), false);
-    with_tags("eph-critical-orphan", ours.clone(), true);
+    // Our tags on a key we never recorded: we cannot have created it.
+    with_tags("eph-unrecorded", ours.clone(), false);
     with_tags("hand-made", vec![], false);
     with_tags(
         "other-deployment",
@@ -220,8 +250,10 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
     left.sort();
     let (_, managed) = get_env(&app, "acme", "managed").await;
     let mut expected = vec![
-        "eph-critical-orphan".to_owned(),
+        "eph-unrecorded".to_owned(),
         "hand-made".to_owned(),
+        replaced_key,
+        guarded_key,
         managed["launchdarkly"]["environment_key"]
             .as_str()
             .unwrap()
@@ -240,9 +272,7 @@ async fn the_sweeper_deletes_only_our_unrecorded_environments_after_the_grace_pe
     .fetch_all(&app.db)
     .await
     .unwrap();
-    let mut want = vec!["eph-crash-orphan".to_owned(), late_key];
-    want.sort();
-    assert_eq!(swept, want);
+    assert_eq!(swept, vec![late_key]);
 }
 
 /// Each delivery's headers and body.
