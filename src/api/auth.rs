@@ -37,8 +37,7 @@ pub async fn require_api_key(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let Some(presented) = presented else {
         return AppError::Unauthorized(
             "missing or malformed Authorization header; expected: Bearer <api key>",
@@ -105,4 +104,13 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantScope {
         tracing::Span::current().record("tenant_id", tenant.as_str());
         Ok(Self { tenant, caller })
     }
+}
+
+/// The credential of a `Bearer` Authorization header; the scheme name is
+/// case-insensitive (RFC 9110, 11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }

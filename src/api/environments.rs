@@ -42,11 +42,20 @@ pub struct WaitQuery {
 }
 
 impl WaitQuery {
-    fn timeout(&self, state: &AppState) -> Duration {
+    /// How long to wait; more than the maximum is refused before any change.
+    fn timeout(&self, state: &AppState) -> AppResult<Duration> {
         let tuning = &state.config.lifecycle;
-        self.wait
-            .map_or(tuning.default_wait, Duration::from_secs)
-            .min(tuning.max_wait)
+        let Some(seconds) = self.wait else {
+            return Ok(tuning.default_wait);
+        };
+        let wait = Duration::from_secs(seconds);
+        if wait > tuning.max_wait {
+            return Err(AppError::invalid(format!(
+                "wait: at most {} seconds",
+                tuning.max_wait.as_secs()
+            )));
+        }
+        Ok(wait)
     }
 }
 
@@ -137,6 +146,7 @@ pub async fn put_environment(
     OptionalJson(request): OptionalJson<EnvironmentRequest>,
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
+    let timeout = query.timeout(&state)?;
     let ensured = lifecycle::ensure_environment(
         &state,
         &scope.tenant,
@@ -145,8 +155,7 @@ pub async fn put_environment(
         &scope.caller.actor(),
     )
     .await?;
-    let record =
-        lifecycle::wait_until_settled(&state, ensured.record, query.timeout(&state)).await?;
+    let record = lifecycle::wait_until_settled(&state, ensured.record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready if ensured.created => {
@@ -180,17 +189,21 @@ pub async fn delete_environment(
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
+    let timeout = query.timeout(&state)?;
     let Some(record) =
         lifecycle::request_delete(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let record = lifecycle::wait_until_settled(&state, record, query.timeout(&state)).await?;
+    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Deleted => StatusCode::NO_CONTENT.into_response(),
-        EnvironmentStatus::Failed => failed(&record, body, "environment_protected"),
+        EnvironmentStatus::Failed if record.refused => {
+            failed(&record, body, "environment_protected")
+        }
+        EnvironmentStatus::Failed => failed(&record, body, "environment_delete_failed"),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -204,10 +217,11 @@ pub async fn recreate_environment(
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
+    let timeout = query.timeout(&state)?;
     let record =
         lifecycle::request_recreate(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?;
-    let record = lifecycle::wait_until_settled(&state, record, query.timeout(&state)).await?;
+    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),

@@ -352,7 +352,8 @@ pub async fn ensure_environment(
 }
 
 /// Makes sure `ephemeral_id` has no LaunchDarkly environment. `None`: there
-/// was nothing to delete (never made, or already deleted) — success.
+/// was nothing to delete (never made, already deleted, or its tenant
+/// offboarded, which deleted everything) — success.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant, ephemeral_id = %ephemeral_id))]
 pub async fn request_delete(
     state: &AppState,
@@ -360,11 +361,6 @@ pub async fn request_delete(
     ephemeral_id: &EphemeralId,
     actor: &str,
 ) -> AppResult<Option<EnvironmentRecord>> {
-    if tenants::get(&state.db, tenant).await?.is_none() {
-        return Err(AppError::not_found(format!(
-            "tenant '{tenant}' does not exist"
-        )));
-    }
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     let now = state.now();

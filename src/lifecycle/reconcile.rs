@@ -354,7 +354,7 @@ async fn apply(
         }
         EnvOutcome::Failed(error) => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, false, now).await?;
             events::announce(
                 state,
                 &mut tx,
@@ -374,7 +374,7 @@ async fn apply(
         }
         EnvOutcome::Refused(error) => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, true, now).await?;
             events::announce(
                 state,
                 &mut tx,

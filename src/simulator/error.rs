@@ -62,9 +62,11 @@ impl ApiError {
         )
     }
 
-    /// An injected server failure (500, 502, 503 or 504).
+    /// An injected failure: a server error (500, 502, 503 or 504), or a
+    /// 403 as LaunchDarkly gives it when a role does not allow the action.
     pub fn server_error(status: StatusCode) -> Self {
         let (code, message) = match status {
+            StatusCode::FORBIDDEN => ("forbidden", "Access to the requested resource was denied"),
             StatusCode::BAD_GATEWAY => ("bad_gateway", "Bad gateway"),
             StatusCode::SERVICE_UNAVAILABLE => (
                 "service_unavailable",

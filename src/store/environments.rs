@@ -67,6 +67,8 @@ pub struct EnvironmentRow {
     pub mobile_key: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// A safety rule refused the delete (only while `status` is failed).
+    pub refused: bool,
     pub ready_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -215,7 +217,7 @@ pub async fn mark_absent<'e>(
 ) -> sqlx::Result<EnvironmentRow> {
     sqlx::query_as(
         "update environments
-            set desired = 'absent', status = 'deleting', revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
           returning *",
@@ -236,7 +238,7 @@ pub async fn rearm<'e>(
 ) -> sqlx::Result<EnvironmentRow> {
     sqlx::query_as(
         "update environments
-            set status = case desired when 'present' then 'pending' else 'deleting' end,
+            set status = case desired when 'present' then 'pending' else 'deleting' end, refused = false,
                 revision = revision + 1, updated_at = $3
           where tenant_id = $1 and id = $2
           returning *",
@@ -309,7 +311,7 @@ pub async fn record_created(
     sqlx::query_as(
         "update environments
             set client_side_id = $3, sdk_key = $4, mobile_key = $5,
-                status = case desired when 'present' then 'ready' else status end,
+                status = case desired when 'present' then 'ready' else status end, refused = false,
                 ready_at = case desired when 'present' then $6 else ready_at end,
                 last_error = null, updated_at = $6
           where tenant_id = $1 and id = $2
@@ -325,21 +327,25 @@ pub async fn record_created(
     .await
 }
 
+/// Ends the generation in `failed`; `refused` when a safety rule refused a
+/// delete (nothing was touched) rather than LaunchDarkly failing it.
 pub async fn mark_failed(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     id: Uuid,
     error: &str,
+    refused: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
     sqlx::query_as(
-        "update environments set status = 'failed', last_error = $3, updated_at = $4
+        "update environments set status = 'failed', refused = $4, last_error = $3, updated_at = $5
           where tenant_id = $1 and id = $2
           returning *",
     )
     .bind(tenant.as_str())
     .bind(id)
     .bind(error)
+    .bind(refused)
     .bind(now)
     .fetch_one(&mut **tx)
     .await
@@ -354,7 +360,7 @@ pub async fn mark_deleted(
 ) -> sqlx::Result<EnvironmentRow> {
     sqlx::query_as(
         "update environments
-            set status = 'deleted', sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
+            set status = 'deleted', refused = false, sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
           returning *",
     )
@@ -393,7 +399,7 @@ pub async fn mark_all_absent(
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
     sqlx::query_as(
         "update environments
-            set desired = 'absent', status = 'deleting', revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $2
           where tenant_id = $1 and desired = 'present'
           returning *",
@@ -438,7 +444,7 @@ pub async fn expire(
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
     sqlx::query_as(
         "update environments
-            set desired = 'absent', status = 'deleting', revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $2
           where id in (select id from environments
                         where tenant_id = $1 and desired = 'present' and expires_at <= $2

@@ -229,6 +229,15 @@ async fn api_keys_guard_every_api_route() {
         .api_as(key.expose_secret(), Method::GET, "/tenants/t1", None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    // The scheme name is case-insensitive.
+    let res = app
+        .client
+        .get(&url)
+        .header("authorization", format!("bearer {}", key.expose_secret()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         api_keys::revoke(&app.db, &key_record.id.to_string(), app.now())
             .await

@@ -177,6 +177,9 @@ async fn delete_redelete_and_recreate_move_through_generations() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = delete_env(&app, "acme", "never-made", "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // So is deleting under a tenant that is gone (offboarding deleted all).
+    let (status, _) = delete_env(&app, "acme-gone", "pr-7", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 
     // A PUT after a delete makes a fresh generation with its own key.
     let (status, second) = put_env(&app, "acme", "pr-7", "?wait=10", None).await;
@@ -348,6 +351,9 @@ async fn bad_environment_requests_are_refused_and_change_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, _) = put_env(&app, "acme", "pr-1", "?wait=abc", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, answer) = put_env(&app, "acme", "pr-1", "?wait=61", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["message"], "wait: at most 60 seconds");
     let count: i64 = sqlx::query_scalar("select count(*) from environments")
         .fetch_one(&app.db)
         .await

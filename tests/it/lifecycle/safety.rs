@@ -132,6 +132,36 @@ async fn a_foreign_environment_holding_our_key_is_never_taken_over_or_deleted() 
 }
 
 #[tokio::test]
+async fn a_delete_launchdarkly_forbids_fails_with_its_reason_not_as_protected() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    let (status, body) = put_env(&app, "acme", "pr-9", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = body["launchdarkly"]["environment_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.set_faults(
+        Faults::always_error(403).scoped(Some(Method::DELETE), Some("/api/v2/projects/demo")),
+    );
+
+    let (status, body) = delete_env(&app, "acme", "pr-9", "?wait=10").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_error(&body, "environment_delete_failed");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("403 forbidden"), "{message}");
+    assert_eq!(body["environment"]["status"], "failed");
+    assert!(sim.environment(DEMO_ACCOUNT, "demo", &key).is_some());
+
+    // Once LaunchDarkly allows it, deleting again succeeds.
+    sim.set_faults(Faults::none());
+    let (status, body) = delete_env(&app, "acme", "pr-9", "?wait=10").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(sim.environment(DEMO_ACCOUNT, "demo", &key).is_none());
+}
+
+#[tokio::test]
 async fn a_critical_environment_is_not_deleted_until_the_flag_is_cleared() {
     let sim = start_sim().await;
     let app = spawn(&sim, true).await;
