@@ -4,12 +4,14 @@
 
 mod helpers;
 
+mod api_spec;
 mod browser;
 mod browser_support;
 mod connect;
 mod foundation;
 mod launchdarkly;
 mod lifecycle;
+mod openapi;
 mod simulator;
 mod ui;
 mod ui_demo;

@@ -4,14 +4,15 @@
 //! list for the operation fails the test. The request side too: the simulator
 //! requires exactly the fields `EnvironmentPost` requires.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ld_eaas::simulator::{ApiTokenGrant, RateLimitConfig, SimulatorConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{Answer, READER, Sim, WRITER, base_config, env_post, start, start_with};
+use super::{READER, Sim, WRITER, base_config, env_post, start, start_with};
+use crate::openapi::Conformance;
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -21,144 +22,6 @@ const SPEC: &str = concat!(
 fn load_spec() -> Value {
     let text = std::fs::read_to_string(SPEC).unwrap_or_else(|e| panic!("reading {SPEC}: {e}"));
     serde_json::from_str(&text).unwrap()
-}
-
-/// OpenAPI 3.0 schema → JSON Schema draft 7: component refs point into
-/// `definitions`, `nullable` becomes a `null` type, documentation-only keywords go.
-fn to_json_schema(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, value) in map {
-                match key.as_str() {
-                    "$ref" => {
-                        let target = value.as_str().unwrap();
-                        let name = target
-                            .strip_prefix("#/components/schemas/")
-                            .unwrap_or_else(|| panic!("unexpected $ref {target}"));
-                        out.insert(key.clone(), json!(format!("#/definitions/{name}")));
-                    }
-                    "example" | "examples" | "nullable" | "discriminator" | "xml"
-                    | "externalDocs" | "deprecated" => {}
-                    _ => {
-                        out.insert(key.clone(), to_json_schema(value));
-                    }
-                }
-            }
-            let nullable = map
-                .get("nullable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            if !nullable {
-                return Value::Object(out);
-            }
-            match out.get("type").cloned() {
-                Some(Value::String(t)) => {
-                    out.insert("type".to_owned(), json!([t, "null"]));
-                    Value::Object(out)
-                }
-                // `$ref` with `nullable` (or no type): either the schema or null.
-                _ => json!({"anyOf": [Value::Object(out), {"type": "null"}]}),
-            }
-        }
-        Value::Array(items) => Value::Array(items.iter().map(to_json_schema).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Checks answers against the document and remembers which (operation, status)
-/// pairs were seen.
-struct Conformance {
-    spec: Value,
-    definitions: Value,
-    operations: HashMap<String, Value>,
-    seen: BTreeSet<(String, u16)>,
-}
-
-impl Conformance {
-    fn new() -> Self {
-        let spec = load_spec();
-        let definitions = to_json_schema(&spec["components"]["schemas"]);
-        let mut operations = HashMap::new();
-        for (_, item) in spec["paths"].as_object().unwrap() {
-            for (_, op) in item.as_object().unwrap() {
-                if let Some(id) = op.get("operationId").and_then(Value::as_str) {
-                    operations.insert(id.to_owned(), op.clone());
-                }
-            }
-        }
-        Self {
-            spec,
-            definitions,
-            operations,
-            seen: BTreeSet::new(),
-        }
-    }
-
-    /// `answer` is a documented answer of `operation` and its body fits the schema.
-    #[track_caller]
-    fn check(&mut self, operation: &str, answer: &Answer) {
-        let op = self
-            .operations
-            .get(operation)
-            .unwrap_or_else(|| panic!("no operation {operation} in the spec"));
-        let status = answer.status.as_u16();
-        let Some(response) = op["responses"].get(status.to_string()) else {
-            panic!(
-                "{operation} answered {status}, which the spec does not list for it (documented: {:?}); body: {}",
-                op["responses"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .collect::<Vec<_>>(),
-                answer.body
-            );
-        };
-        match response.pointer("/content/application~1json/schema") {
-            None => assert_eq!(
-                answer.body,
-                Value::Null,
-                "{operation} {status} has no body in the spec"
-            ),
-            Some(schema) => {
-                let mut root = to_json_schema(schema);
-                root["definitions"] = self.definitions.clone();
-                root["$schema"] = json!("http://json-schema.org/draft-07/schema#");
-                let validator = jsonschema::draft7::new(&root).unwrap();
-                let errors: Vec<String> = validator
-                    .iter_errors(&answer.body)
-                    .map(|e| format!("{} at {}", e, e.instance_path))
-                    .collect();
-                assert!(
-                    errors.is_empty(),
-                    "{operation} {status} does not match the spec: {errors:#?}\nbody: {:#}",
-                    answer.body
-                );
-                assert_eq!(
-                    answer
-                        .header("content-type")
-                        .map(|c| c.starts_with("application/json")),
-                    Some(true),
-                    "{operation} {status} is JSON"
-                );
-            }
-        }
-        self.seen.insert((operation.to_owned(), status));
-    }
-
-    /// Every pair in `expected` was seen.
-    #[track_caller]
-    fn assert_covered(&self, expected: &[(&str, &[u16])]) {
-        for (op, statuses) in expected {
-            for status in *statuses {
-                assert!(
-                    self.seen.contains(&((*op).to_owned(), *status)),
-                    "{op} {status} was never exercised; seen: {:?}",
-                    self.seen
-                );
-            }
-        }
-    }
 }
 
 /// Produces every answer the simulator gives for the spec's operations.
@@ -347,7 +210,7 @@ async fn exercise(s: &Sim, c: &mut Conformance) {
 #[tokio::test]
 async fn every_answer_of_every_operation_matches_the_openapi_document() {
     let s = start().await;
-    let mut c = Conformance::new();
+    let mut c = Conformance::new(load_spec());
     exercise(&s, &mut c).await;
 
     // Rate limited: a route limit of one makes every second call a 429.
@@ -415,7 +278,7 @@ async fn every_answer_of_every_operation_matches_the_openapi_document() {
 #[tokio::test]
 async fn every_operation_in_the_document_is_served_at_its_path() {
     let s = start().await;
-    let c = Conformance::new();
+    let c = Conformance::new(load_spec());
     let mut served = 0;
     for (path, item) in c.spec["paths"].as_object().unwrap() {
         for (method, _) in item.as_object().unwrap() {
