@@ -180,7 +180,8 @@ impl EnvironmentRequest {
 #[derive(Debug, Clone)]
 pub struct Ensured {
     pub record: EnvironmentRecord,
-    /// This call made a new generation (rather than finding it there).
+    /// This call asked for the environment to be made: a new generation, or
+    /// a retry of one that had failed (rather than finding it there).
     pub created: bool,
 }
 
@@ -321,9 +322,10 @@ pub async fn ensure_environment(
         )
         .await?;
         tx.commit().await?;
+        // This call's retry is what creates it.
         return Ok(Ensured {
             record,
-            created: false,
+            created: true,
         });
     }
     let record =

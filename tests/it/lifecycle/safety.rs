@@ -162,6 +162,26 @@ async fn a_delete_launchdarkly_forbids_fails_with_its_reason_not_as_protected() 
 }
 
 #[tokio::test]
+async fn a_put_repeated_after_a_failure_retries_and_answers_created() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    sim.set_faults(
+        Faults::always_error(403).scoped(Some(Method::POST), Some("/api/v2/projects/demo")),
+    );
+    let (status, body) = put_env(&app, "acme", "pr-8", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    sim.set_faults(Faults::none());
+
+    let (status, body) = put_env(&app, "acme", "pr-8", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["generation"], 1, "the same generation, retried");
+    assert!(body["launchdarkly"]["sdk_key"].is_string());
+    let (status, _) = put_env(&app, "acme", "pr-8", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_critical_environment_is_not_deleted_until_the_flag_is_cleared() {
     let sim = start_sim().await;
     let app = spawn(&sim, true).await;
