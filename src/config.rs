@@ -90,9 +90,23 @@ pub struct ServeArgs {
     /// How often the sweeper looks for orphaned environments, in seconds.
     #[arg(long, env = "LD_EAAS_SWEEP_INTERVAL_SECONDS", default_value_t = 900)]
     pub sweep_interval_seconds: u64,
-    /// How old an unrecorded environment must be before the sweeper deletes it, in seconds.
+    /// How long a lost generation's environment must have been seen before the sweeper deletes it, in seconds.
     #[arg(long, env = "LD_EAAS_SWEEP_GRACE_SECONDS", default_value_t = 3600)]
     pub sweep_grace_seconds: u64,
+    /// A browser session idle this long, in seconds, is signed out.
+    #[arg(long, env = "LD_EAAS_SESSION_IDLE_SECONDS", default_value_t = 8 * 3600)]
+    pub session_idle_seconds: u64,
+    /// Bound on one LaunchDarkly request, in seconds.
+    #[arg(
+        long,
+        env = "LD_EAAS_LAUNCHDARKLY_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub launchdarkly_timeout_seconds: u64,
+    /// How long a claimed job stays with its replica without a heartbeat, in
+    /// seconds: a job whose replica died is taken up again after this.
+    #[arg(long, env = "LD_EAAS_JOB_LEASE_SECONDS", default_value_t = 60)]
+    pub job_lease_seconds: u64,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -273,6 +287,30 @@ impl ServeArgs {
                 "must be positive",
             ));
         }
+        if !(60..=30 * 24 * 3600).contains(&self.session_idle_seconds) {
+            return Err(invalid(
+                "LD_EAAS_SESSION_IDLE_SECONDS",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        if !(1..=300).contains(&self.launchdarkly_timeout_seconds) {
+            return Err(invalid(
+                "LD_EAAS_LAUNCHDARKLY_TIMEOUT_SECONDS",
+                "must be between 1 and 300",
+            ));
+        }
+        // Workers renew their leases every third of it.
+        if !(3..=3600).contains(&self.job_lease_seconds) {
+            return Err(invalid(
+                "LD_EAAS_JOB_LEASE_SECONDS",
+                "must be between 3 and 3600",
+            ));
+        }
+        let lifecycle = crate::lifecycle::Tuning {
+            lease: Duration::from_secs(self.job_lease_seconds),
+            launchdarkly_timeout: Duration::from_secs(self.launchdarkly_timeout_seconds),
+            ..crate::lifecycle::Tuning::default()
+        };
         Ok(Config {
             database_url: SecretString::from(self.database_url),
             listen,
@@ -290,8 +328,8 @@ impl ServeArgs {
             sweep_interval: Duration::from_secs(self.sweep_interval_seconds),
             sweep_grace: Duration::from_secs(self.sweep_grace_seconds),
             connect_link_ttl: chrono::Duration::minutes(15),
-            session_idle_timeout: Duration::from_secs(8 * 3600),
-            lifecycle: crate::lifecycle::Tuning::default(),
+            session_idle_timeout: Duration::from_secs(self.session_idle_seconds),
+            lifecycle,
         })
     }
 }
@@ -354,6 +392,39 @@ mod tests {
             .into_config()
             .unwrap_err();
         assert_eq!(err.setting, "LD_EAAS_OAUTH_CLIENT_ID");
+        for (flag, value, setting) in [
+            (
+                "--session-idle-seconds",
+                "5",
+                "LD_EAAS_SESSION_IDLE_SECONDS",
+            ),
+            (
+                "--launchdarkly-timeout-seconds",
+                "0",
+                "LD_EAAS_LAUNCHDARKLY_TIMEOUT_SECONDS",
+            ),
+            ("--job-lease-seconds", "1", "LD_EAAS_JOB_LEASE_SECONDS"),
+        ] {
+            let err = args(&["--encryption-keys", &key, flag, value])
+                .into_config()
+                .unwrap_err();
+            assert_eq!(err.setting, setting);
+        }
+        let tuned = args(&[
+            "--encryption-keys",
+            &key,
+            "--session-idle-seconds",
+            "600",
+            "--launchdarkly-timeout-seconds",
+            "5",
+            "--job-lease-seconds",
+            "20",
+        ])
+        .into_config()
+        .unwrap();
+        assert_eq!(tuned.session_idle_timeout, Duration::from_secs(600));
+        assert_eq!(tuned.lifecycle.launchdarkly_timeout, Duration::from_secs(5));
+        assert_eq!(tuned.lifecycle.lease, Duration::from_secs(20));
         let err = args(&["--encryption-keys", "k1:short"])
             .into_config()
             .unwrap_err();
