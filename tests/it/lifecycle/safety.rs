@@ -348,6 +348,6 @@ async fn permanent_launchdarkly_errors_end_in_failed_with_a_readable_error() {
         Some(serde_json::json!({"source_environment_key": "test"})),
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["status"], "ready");
 }
