@@ -36,13 +36,36 @@ async fn call(
     read(req.send().await.unwrap()).await
 }
 
+/// Calls the app and checks each answer as an answer of its operation.
+struct Checker<'a> {
+    app: &'a TestApp,
+    c: Conformance,
+}
+
+impl Checker<'_> {
+    async fn check(
+        &mut self,
+        key: Option<&str>,
+        operation: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) {
+        let answer = call(self.app, key, method, path, body).await;
+        self.c.check(operation, &answer);
+    }
+}
+
 #[tokio::test]
 async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
     let sim = start_sim().await;
     let app = spawn(&sim, true).await;
     let served = call(&app, None, Method::GET, "/openapi.json", None).await;
     assert_eq!(served.status, 200);
-    let mut c = Conformance::strict(served.body);
+    let mut k = Checker {
+        app: &app,
+        c: Conformance::strict(served.body),
+    };
     let key = Some(app.api_key.as_str());
     app.create_tenant("other").await;
     let (_, scoped) = api_keys::create(
@@ -58,51 +81,40 @@ async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
     // Tenants.
     let t = "/tenants/acme";
     let name = || Some(json!({"display_name": "Acme"}));
-    c.check("putTenant", &call(&app, key, Method::PUT, t, name()).await);
-    c.check("putTenant", &call(&app, key, Method::PUT, t, name()).await);
+    k.check(key, "putTenant", Method::PUT, t, name()).await;
+    k.check(key, "putTenant", Method::PUT, t, name()).await;
     let bad = Some(json!({"display_name": 7}));
-    c.check("putTenant", &call(&app, key, Method::PUT, t, bad).await);
-    c.check("putTenant", &call(&app, None, Method::PUT, t, name()).await);
-    c.check(
-        "putTenant",
-        &call(&app, scoped, Method::PUT, t, name()).await,
-    );
-    c.check("getTenant", &call(&app, key, Method::GET, t, None).await);
+    k.check(key, "putTenant", Method::PUT, t, bad).await;
+    k.check(None, "putTenant", Method::PUT, t, name()).await;
+    k.check(scoped, "putTenant", Method::PUT, t, name()).await;
+    k.check(key, "getTenant", Method::GET, t, None).await;
     let nobody = "/tenants/nobody";
-    c.check(
-        "getTenant",
-        &call(&app, key, Method::GET, nobody, None).await,
-    );
+    k.check(key, "getTenant", Method::GET, nobody, None).await;
     let bad_id = "/tenants/bad%20id";
-    c.check(
-        "getTenant",
-        &call(&app, key, Method::GET, bad_id, None).await,
-    );
-    c.check("getTenant", &call(&app, scoped, Method::GET, t, None).await);
+    k.check(key, "getTenant", Method::GET, bad_id, None).await;
+    k.check(scoped, "getTenant", Method::GET, t, None).await;
     let links = "/tenants/acme/connect-links";
-    c.check(
-        "createConnectLink",
-        &call(&app, key, Method::POST, links, None).await,
-    );
+    k.check(key, "createConnectLink", Method::POST, links, None)
+        .await;
     let nobody_links = "/tenants/nobody/connect-links";
-    c.check(
-        "createConnectLink",
-        &call(&app, key, Method::POST, nobody_links, None).await,
-    );
+    k.check(key, "createConnectLink", Method::POST, nobody_links, None)
+        .await;
 
     // Settings: refused until connected, then checked against LaunchDarkly.
     let settings = "/tenants/acme/settings";
     let choice =
         |project: &str| Some(json!({"project_key": project, "source_environment_key": "staging"}));
-    c.check(
-        "putSettings",
-        &call(&app, key, Method::PUT, settings, choice("demo")).await,
-    );
+    k.check(key, "putSettings", Method::PUT, settings, choice("demo"))
+        .await;
     let nobody_settings = "/tenants/nobody/settings";
-    c.check(
+    k.check(
+        key,
         "putSettings",
-        &call(&app, key, Method::PUT, nobody_settings, choice("demo")).await,
-    );
+        Method::PUT,
+        nobody_settings,
+        choice("demo"),
+    )
+    .await;
     connections::connect(
         &app.state,
         &TenantId::parse("acme").unwrap(),
@@ -111,96 +123,115 @@ async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
     )
     .await
     .unwrap();
-    c.check(
-        "putSettings",
-        &call(&app, key, Method::PUT, settings, choice("nowhere")).await,
-    );
-    c.check(
-        "putSettings",
-        &call(&app, key, Method::PUT, settings, choice("demo")).await,
-    );
-    c.check("getTenant", &call(&app, key, Method::GET, t, None).await);
+    k.check(key, "putSettings", Method::PUT, settings, choice("nowhere"))
+        .await;
+    k.check(key, "putSettings", Method::PUT, settings, choice("demo"))
+        .await;
+    k.check(key, "getTenant", Method::GET, t, None).await;
 
     // Environments.
     let env = |id: &str, query: &str| format!("/tenants/acme/environments/{id}{query}");
-    c.check(
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-1", "?wait=10"), None).await,
-    );
-    c.check(
+        Method::PUT,
+        &env("pr-1", "?wait=10"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-1", "?wait=10"), None).await,
-    );
+        Method::PUT,
+        &env("pr-1", "?wait=10"),
+        None,
+    )
+    .await;
     let renamed = Some(json!({"name": "Another name"}));
-    c.check(
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-1", ""), renamed).await,
-    );
-    c.check(
+        Method::PUT,
+        &env("pr-1", ""),
+        renamed,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-2", "?wait=0"), None).await,
-    );
-    c.check(
+        Method::PUT,
+        &env("pr-2", "?wait=0"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-3", "?wait=61"), None).await,
-    );
-    c.check(
+        Method::PUT,
+        &env("pr-3", "?wait=61"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(
-            &app,
-            key,
-            Method::PUT,
-            "/tenants/nobody/environments/pr-1",
-            None,
-        )
-        .await,
-    );
+        Method::PUT,
+        "/tenants/nobody/environments/pr-1",
+        None,
+    )
+    .await;
     sim.set_faults(
         Faults::always_error(403).scoped(Some(Method::POST), Some("/api/v2/projects/demo")),
     );
-    c.check(
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-4", "?wait=10"), None).await,
-    );
+        Method::PUT,
+        &env("pr-4", "?wait=10"),
+        None,
+    )
+    .await;
     sim.set_faults(Faults::none());
-    c.check(
-        "getEnvironment",
-        &call(&app, key, Method::GET, &env("pr-1", ""), None).await,
-    );
-    c.check(
-        "getEnvironment",
-        &call(&app, key, Method::GET, &env("pr-9", ""), None).await,
-    );
+    k.check(key, "getEnvironment", Method::GET, &env("pr-1", ""), None)
+        .await;
+    k.check(key, "getEnvironment", Method::GET, &env("pr-9", ""), None)
+        .await;
     let list = "/tenants/acme/environments";
-    c.check(
-        "listEnvironments",
-        &call(&app, key, Method::GET, list, None).await,
-    );
+    k.check(key, "listEnvironments", Method::GET, list, None)
+        .await;
     let page = format!("{list}?limit=1&include_deleted=true");
-    c.check(
-        "listEnvironments",
-        &call(&app, key, Method::GET, &page, None).await,
-    );
+    k.check(key, "listEnvironments", Method::GET, &page, None)
+        .await;
     let zero = format!("{list}?limit=0");
-    c.check(
-        "listEnvironments",
-        &call(&app, key, Method::GET, &zero, None).await,
-    );
+    k.check(key, "listEnvironments", Method::GET, &zero, None)
+        .await;
 
     let recreate =
         |id: &str, query: &str| format!("/tenants/acme/environments/{id}/recreate{query}");
-    c.check(
+    k.check(
+        key,
         "recreateEnvironment",
-        &call(&app, key, Method::POST, &recreate("pr-1", "?wait=10"), None).await,
-    );
-    c.check(
+        Method::POST,
+        &recreate("pr-1", "?wait=10"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "recreateEnvironment",
-        &call(&app, key, Method::POST, &recreate("pr-1", "?wait=0"), None).await,
-    );
-    c.check(
+        Method::POST,
+        &recreate("pr-1", "?wait=0"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "recreateEnvironment",
-        &call(&app, key, Method::POST, &recreate("pr-9", ""), None).await,
-    );
+        Method::POST,
+        &recreate("pr-9", ""),
+        None,
+    )
+    .await;
     // pr-1's recreate (answered 202) finishes first.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let critical = loop {
@@ -217,87 +248,108 @@ async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
     sim.set_faults(
         Faults::always_error(403).scoped(Some(Method::POST), Some("/api/v2/projects/demo")),
     );
-    c.check(
+    k.check(
+        key,
         "recreateEnvironment",
-        &call(&app, key, Method::POST, &recreate("pr-2", "?wait=10"), None).await,
-    );
+        Method::POST,
+        &recreate("pr-2", "?wait=10"),
+        None,
+    )
+    .await;
     sim.set_faults(Faults::none());
 
     // Deletes: gone, pending, refused by a safety rule, failed upstream.
-    c.check(
+    k.check(
+        key,
         "deleteEnvironment",
-        &call(&app, key, Method::DELETE, &env("pr-2", "?wait=10"), None).await,
-    );
-    c.check(
+        Method::DELETE,
+        &env("pr-2", "?wait=10"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "deleteEnvironment",
-        &call(&app, key, Method::DELETE, &env("pr-9", ""), None).await,
-    );
-    c.check(
+        Method::DELETE,
+        &env("pr-9", ""),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-5", "?wait=10"), None).await,
-    );
-    c.check(
+        Method::PUT,
+        &env("pr-5", "?wait=10"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "deleteEnvironment",
-        &call(&app, key, Method::DELETE, &env("pr-5", "?wait=0"), None).await,
-    );
+        Method::DELETE,
+        &env("pr-5", "?wait=0"),
+        None,
+    )
+    .await;
     let critical_key = critical["launchdarkly"]["environment_key"]
         .as_str()
         .unwrap();
     let mut upstream = sim.environment(DEMO_ACCOUNT, "demo", critical_key).unwrap();
     upstream.critical = true;
     sim.add_environment(DEMO_ACCOUNT, "demo", upstream).unwrap();
-    c.check(
+    k.check(
+        key,
         "deleteEnvironment",
-        &call(&app, key, Method::DELETE, &env("pr-1", "?wait=10"), None).await,
-    );
-    c.check(
+        Method::DELETE,
+        &env("pr-1", "?wait=10"),
+        None,
+    )
+    .await;
+    k.check(
+        key,
         "putEnvironment",
-        &call(&app, key, Method::PUT, &env("pr-6", "?wait=10"), None).await,
-    );
+        Method::PUT,
+        &env("pr-6", "?wait=10"),
+        None,
+    )
+    .await;
     sim.set_faults(
         Faults::always_error(403).scoped(Some(Method::DELETE), Some("/api/v2/projects/demo")),
     );
-    c.check(
+    k.check(
+        key,
         "deleteEnvironment",
-        &call(&app, key, Method::DELETE, &env("pr-6", "?wait=10"), None).await,
-    );
+        Method::DELETE,
+        &env("pr-6", "?wait=10"),
+        None,
+    )
+    .await;
     sim.set_faults(Faults::none());
 
     // Activity.
     let activity = "/tenants/acme/activity";
-    c.check(
-        "listActivity",
-        &call(&app, key, Method::GET, activity, None).await,
-    );
+    k.check(key, "listActivity", Method::GET, activity, None)
+        .await;
     let bad_limit = format!("{activity}?limit=0");
-    c.check(
-        "listActivity",
-        &call(&app, key, Method::GET, &bad_limit, None).await,
-    );
+    k.check(key, "listActivity", Method::GET, &bad_limit, None)
+        .await;
 
     // Offboarding: one with environments to delete, one without.
     ready_tenant(&app, "beta").await;
-    c.check(
+    k.check(
+        key,
         "putEnvironment",
-        &call(
-            &app,
-            key,
-            Method::PUT,
-            "/tenants/beta/environments/pr-1?wait=10",
-            None,
-        )
-        .await,
-    );
-    c.check(
-        "deleteTenant",
-        &call(&app, key, Method::DELETE, "/tenants/beta", None).await,
-    );
-    c.check(
-        "deleteTenant",
-        &call(&app, key, Method::DELETE, "/tenants/nobody", None).await,
-    );
+        Method::PUT,
+        "/tenants/beta/environments/pr-1?wait=10",
+        None,
+    )
+    .await;
+    k.check(key, "deleteTenant", Method::DELETE, "/tenants/beta", None)
+        .await;
+    k.check(key, "deleteTenant", Method::DELETE, "/tenants/nobody", None)
+        .await;
 
-    c.assert_covered(&[
+    k.c.assert_covered(&[
         ("putTenant", &[200, 201, 400, 401, 403]),
         ("getTenant", &[200, 400, 403, 404]),
         ("createConnectLink", &[201, 404]),
