@@ -137,7 +137,7 @@ async fn create(
             env: Box::new(created),
             adopted: false,
         },
-        Err(CallError::Ld(LdError::Conflict { .. })) => adopt(state, up, env, attempts).await,
+        Err(CallError::Ld(LdError::Conflict { .. })) => adopt(up, env, attempts).await,
         Err(CallError::Ld(LdError::NotFound)) => EnvOutcome::Failed(format!(
             "LaunchDarkly has no project '{}' with a source environment '{}' to clone from",
             env.project_key, env.source_environment_key
@@ -147,19 +147,9 @@ async fn create(
 }
 
 /// The key is taken: ours if its tags are exactly ours, else someone else's.
-async fn adopt(
-    state: &AppState,
-    up: &mut Upstream<'_>,
-    env: &EnvironmentRecord,
-    attempts: i32,
-) -> EnvOutcome {
+async fn adopt(up: &mut Upstream<'_>, env: &EnvironmentRecord, attempts: i32) -> EnvOutcome {
     let (project, key) = (env.project_key.as_str(), env.environment_key.as_str());
-    let found = up
-        .call("get_environment", |auth| async move {
-            state.ld.get_environment(&auth, project, key).await
-        })
-        .await;
-    match found {
+    match up.get_environment(project, key).await {
         Ok(existing) if same_tags(&existing.tags, &env.tags) => EnvOutcome::Ready {
             env: Box::new(existing),
             adopted: true,
@@ -183,12 +173,7 @@ async fn delete(
     attempts: i32,
 ) -> EnvOutcome {
     let (project, key) = (env.project_key.as_str(), env.environment_key.as_str());
-    let found = up
-        .call("get_environment", |auth| async move {
-            state.ld.get_environment(&auth, project, key).await
-        })
-        .await;
-    let existing = match found {
+    let existing = match up.get_environment(project, key).await {
         Ok(existing) => existing,
         Err(CallError::Ld(LdError::NotFound)) => return EnvOutcome::Deleted { untouched: None },
         Err(e) => return classify(e, "look up the environment before deleting it", attempts),
@@ -216,13 +201,8 @@ async fn delete(
     if let Some(refusal) = protected(state, env, &existing).await {
         return EnvOutcome::Refused(refusal);
     }
-    let deleted = up
-        .call("delete_environment", |auth| async move {
-            state.ld.delete_environment(&auth, project, key).await
-        })
-        .await;
-    match deleted {
-        Ok(_) | Err(CallError::Ld(LdError::NotFound)) => EnvOutcome::Deleted { untouched: None },
+    match up.delete_environment(project, key).await {
+        Ok(()) => EnvOutcome::Deleted { untouched: None },
         Err(e) => classify(e, "delete the environment", attempts),
     }
 }

@@ -160,13 +160,8 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
             continue;
         }
         let key = env.key.as_str();
-        let result = up
-            .call("delete_environment", |auth| async move {
-                state.ld.delete_environment(&auth, project, key).await
-            })
-            .await;
-        match result {
-            Ok(_) | Err(CallError::Ld(LdError::NotFound)) => {
+        match up.delete_environment(project, key).await {
+            Ok(()) => {
                 deleted += 1;
                 let mut event = NewAuditEvent::new("system:sweeper", "environment.orphan_deleted");
                 event.environment_key = Some(key);

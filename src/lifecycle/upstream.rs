@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::connections::{self, ConnectionError, TenantCredential};
 use crate::error::AppError;
 use crate::ids::TenantId;
-use crate::launchdarkly::{LdError, RequestAuth};
+use crate::launchdarkly::{Environment, LdError, RequestAuth};
 use crate::startup::AppState;
 
 /// Why a call as the tenant did not succeed.
@@ -97,6 +97,33 @@ impl<'a> Upstream<'a> {
                 }
                 other => return other.map_err(CallError::Ld),
             }
+        }
+    }
+
+    /// Reads one environment (with the tenant's credential, counted).
+    pub async fn get_environment(
+        &mut self,
+        project: &str,
+        key: &str,
+    ) -> Result<Environment, CallError> {
+        let ld = &self.state.ld;
+        self.call("get_environment", |auth| async move {
+            ld.get_environment(&auth, project, key).await
+        })
+        .await
+    }
+
+    /// Deletes one environment; already gone counts as done.
+    pub async fn delete_environment(&mut self, project: &str, key: &str) -> Result<(), CallError> {
+        let ld = &self.state.ld;
+        let deleted = self
+            .call("delete_environment", |auth| async move {
+                ld.delete_environment(&auth, project, key).await
+            })
+            .await;
+        match deleted {
+            Ok(_) | Err(CallError::Ld(LdError::NotFound)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
