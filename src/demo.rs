@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditAction, event as audit_event};
 use crate::clock::SharedClock;
 use crate::config::ServeArgs;
 use crate::crypto::Keyring;
@@ -18,7 +19,7 @@ use crate::simulator::{
     ApiTokenGrant, DEMO_PROJECT, OAuthClientRegistration, Simulator, SimulatorConfig,
 };
 use crate::startup::Application;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit;
 use crate::store::{api_keys, connect_links, random_alphanumeric, tenants};
 
 /// The OAuth client the demo registers on its simulator.
@@ -140,7 +141,7 @@ impl Demo {
                 &state.db,
                 &tenant,
                 now,
-                NewAuditEvent::new("system", "tenant.created"),
+                audit_event("system", AuditAction::TenantCreated),
             )
             .await?;
         }

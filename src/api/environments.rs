@@ -13,12 +13,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::TenantScope;
-use crate::error::{ApiPath, ApiQuery, AppError, AppResult};
-use crate::ids::EphemeralId;
-use crate::lifecycle::{
+use crate::app::AppState;
+use crate::environments::{
     self, EnvironmentRecord, EnvironmentRequest, EnvironmentStatus, EnvironmentView, ListQuery,
 };
-use crate::startup::AppState;
+use crate::error::{ApiPath, ApiQuery, AppError, AppResult, envelope};
+use crate::ids::EphemeralId;
+use crate::pagination;
 use crate::store::audit;
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +113,7 @@ fn optional_body<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &Byte
 /// An environment as the API shows it, SDK keys included once it is ready.
 fn view(state: &AppState, record: &EnvironmentRecord) -> AppResult<EnvironmentView> {
     let keys = if record.status == EnvironmentStatus::Ready {
-        lifecycle::reveal_keys(state, record)?
+        environments::reveal_keys(state, record)?
     } else {
         None
     };
@@ -129,11 +130,9 @@ fn failed(record: &EnvironmentRecord, view: EnvironmentView, code: &'static str)
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}, "environment": view})),
-    )
-        .into_response()
+    let mut body = envelope(code, &message);
+    body["environment"] = json!(view);
+    (status, Json(body)).into_response()
 }
 
 /// 201 created and ready, 200 already there, 202 still pending, 422 failed.
@@ -147,7 +146,7 @@ pub async fn put_environment(
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
-    let ensured = lifecycle::ensure_environment(
+    let ensured = environments::ensure_environment(
         &state,
         &scope.tenant,
         &ephemeral_id,
@@ -155,7 +154,7 @@ pub async fn put_environment(
         &scope.caller.actor(),
     )
     .await?;
-    let record = lifecycle::wait_until_settled(&state, ensured.record, timeout).await?;
+    let record = environments::wait_until_settled(&state, ensured.record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready if ensured.created => {
@@ -174,7 +173,7 @@ pub async fn get_environment(
     ApiPath(path): ApiPath<EnvironmentPath>,
 ) -> AppResult<Json<EnvironmentView>> {
     let ephemeral_id = path.ephemeral_id()?;
-    let record = lifecycle::get_environment(&state, &scope.tenant, &ephemeral_id)
+    let record = environments::get_environment(&state, &scope.tenant, &ephemeral_id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no environment '{ephemeral_id}'")))?;
     Ok(Json(view(&state, &record)?))
@@ -191,12 +190,12 @@ pub async fn delete_environment(
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
     let Some(record) =
-        lifecycle::request_delete(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
+        environments::request_delete(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
+    let record = environments::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Deleted => StatusCode::NO_CONTENT.into_response(),
@@ -219,9 +218,9 @@ pub async fn recreate_environment(
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
     let record =
-        lifecycle::request_recreate(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
+        environments::request_recreate(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?;
-    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
+    let record = environments::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
@@ -250,7 +249,7 @@ pub async fn list_environments(
     if !(1..=200).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 200"));
     }
-    let page = lifecycle::list_environments(
+    let page = environments::list_environments(
         &state,
         &scope.tenant,
         &ListQuery {
@@ -286,12 +285,13 @@ pub async fn list_activity(
     if !(1..=200).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 200"));
     }
-    let mut items = audit::list(&state.db, &scope.tenant, params.cursor, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let rows = audit::list(
+        &state.db,
+        &scope.tenant,
+        params.cursor,
+        pagination::fetch_size(limit),
+    )
+    .await?;
+    let (items, next_cursor) = pagination::page(rows, limit, |e| e.id);
     Ok(Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
 }

@@ -10,8 +10,8 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post, put};
 
+use crate::app::AppState;
 use crate::error::AppError;
-use crate::startup::AppState;
 
 pub use auth::{ApiCaller, TenantScope};
 

@@ -11,9 +11,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::TenantScope;
+use crate::app::AppState;
+use crate::audit::{AuditAction, event};
+use crate::connections::revoke_if_oauth;
 use crate::error::{ApiJson, AppError, AppResult};
-use crate::startup::AppState;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit;
 use crate::store::connect_links;
 use crate::store::connections::{self, ConnectionSummary};
 use crate::store::settings::{self, TenantSettings};
@@ -65,7 +67,7 @@ async fn tenant_view(state: &AppState, tenant: Tenant) -> AppResult<TenantView> 
 async fn load_tenant(state: &AppState, scope: &TenantScope) -> AppResult<Tenant> {
     tenants::get(&state.db, &scope.tenant)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("tenant '{}' does not exist", scope.tenant)))
+        .ok_or_else(|| crate::tenants::TenantError::NotFound(scope.tenant.clone()).into())
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant))]
@@ -85,7 +87,7 @@ pub async fn put_tenant(
                     &state.db,
                     &t.id,
                     state.now(),
-                    NewAuditEvent::new(&scope.caller.actor(), "tenant.created"),
+                    event(&scope.caller.actor(), AuditAction::TenantCreated),
                 )
                 .await?;
                 (StatusCode::CREATED, t)
@@ -134,10 +136,7 @@ pub async fn delete_tenant(
         tenants::delete(&mut *tx, &scope.tenant).await?;
         tx.commit().await?;
         // The tokens are gone from here; the grant should not outlive them.
-        if let Some(connection) = connection.filter(|c| c.auth_kind == connections::AuthKind::OAuth)
-        {
-            crate::connections::revoke_upstream(&state, &connection).await;
-        }
+        revoke_if_oauth(&state, connection.as_ref()).await;
         tracing::info!("tenant offboarded");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -155,7 +154,7 @@ pub async fn delete_tenant(
         &mut *tx,
         &scope.tenant,
         now,
-        NewAuditEvent::new(&scope.caller.actor(), "tenant.offboarding"),
+        event(&scope.caller.actor(), AuditAction::TenantOffboarding),
     )
     .await?;
     tx.commit().await?;
@@ -177,13 +176,7 @@ pub async fn create_connect_link(
     State(state): State<AppState>,
     scope: TenantScope,
 ) -> AppResult<Response> {
-    let tenant = load_tenant(&state, &scope).await?;
-    if tenant.offboarding_at.is_some() {
-        return Err(AppError::conflict(
-            "tenant_offboarding",
-            "this tenant is being offboarded",
-        ));
-    }
+    let tenant = crate::tenants::active(&state.db, &scope.tenant).await?;
     let (token, expires_at) = connect_links::create(
         &state.db,
         &tenant.id,

@@ -208,7 +208,13 @@ impl LdClient {
             }
         };
         tracing::info!(%method, %path, status = status.as_u16(), latency_ms, "LaunchDarkly request");
-        let reset_at = gate.observe(&account, route, status, &headers).await;
+        let reset_at = match gate.observe(&account, route, status, &headers).await {
+            Some(at) => Some(at),
+            // `observe` sets it on every 429; if it ever did not, now (on
+            // the gate's clock) is the honest reset time.
+            None if status == StatusCode::TOO_MANY_REQUESTS => Some(gate.now()),
+            None => None,
+        };
         Ok(Answer {
             status,
             body,
@@ -275,8 +281,8 @@ impl Answer {
             StatusCode::NOT_FOUND => LdError::NotFound,
             StatusCode::CONFLICT => LdError::Conflict { message },
             StatusCode::TOO_MANY_REQUESTS => LdError::RateLimited {
-                // `observe` always sets it on a 429; the fallback is belt and braces.
-                reset_at: self.reset_at.unwrap_or_else(Utc::now),
+                // `send` sets it on every 429 (see there).
+                reset_at: self.reset_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
             },
             status if status.is_server_error() => LdError::Upstream {
                 status: status.as_u16(),

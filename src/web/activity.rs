@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::layout::{self, Layout, Nav};
 use super::pages::require_tenant;
 use super::{CustomerSession, PageResult};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::pagination;
 use crate::store::audit::{self, AuditEvent};
 
 /// Rows per page.
@@ -52,13 +53,14 @@ pub async fn show_activity(
     let tenant = require_tenant(&state, &session).await?;
     // A garbled cursor shows the first page rather than an error.
     let before = query.before.and_then(|b| b.parse::<i64>().ok());
-    let mut events = audit::list(&state.db, &tenant.id, before, PAGE_SIZE + 1).await?;
-    let older = if events.len() > usize::try_from(PAGE_SIZE).unwrap_or(25) {
-        events.truncate(usize::try_from(PAGE_SIZE).unwrap_or(25));
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let rows = audit::list(
+        &state.db,
+        &tenant.id,
+        before,
+        pagination::fetch_size(PAGE_SIZE),
+    )
+    .await?;
+    let (events, older) = pagination::page(rows, PAGE_SIZE, |e| e.id);
     let now = state.now();
     let rows = events.iter().map(|e| row(e, now)).collect();
     Ok(ActivityPage {

@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{CustomerSession, PageResult, render_error};
-use crate::startup::AppState;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::app::AppState;
+use crate::audit::{AuditAction, event};
+use crate::store::audit;
 use crate::store::connect_links;
 
 #[tracing::instrument(skip_all, fields(tenant_id = tracing::field::Empty))]
@@ -37,7 +38,7 @@ pub async fn open_connect_link(
         &state.db,
         &tenant,
         state.now(),
-        NewAuditEvent::new("browser", "connect_link.opened"),
+        event("browser", AuditAction::ConnectLinkOpened),
     )
     .await?;
     Ok(Redirect::to("/settings").into_response())

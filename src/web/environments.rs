@@ -15,10 +15,11 @@ use serde_json::json;
 use super::layout::{self, Layout, Nav};
 use super::pages::require_tenant;
 use super::{CsrfOnly, CustomerSession, FlashKind, PageError, PageResult, WebForm, check_csrf};
+use crate::app::AppState;
+use crate::audit::{AuditAction, event};
 use crate::error::AppError;
 use crate::ids::EphemeralId;
-use crate::startup::AppState;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit;
 use crate::store::tenants::Tenant;
 
 mod backend;
@@ -216,10 +217,10 @@ pub async fn reveal_environment_keys(
             "That environment has no SDK keys yet: it is not ready, or it was deleted.",
         )));
     };
-    let mut event = NewAuditEvent::new("browser", "environment.keys_revealed");
-    event.ephemeral_id = Some(eph.as_str());
-    event.environment_key = Some(keys.environment_key.as_str());
-    audit::record(&state.db, &tenant.id, state.now(), event).await?;
+    let mut revealed = event("browser", AuditAction::EnvironmentKeysRevealed);
+    revealed.ephemeral_id = Some(eph.as_str());
+    revealed.environment_key = Some(keys.environment_key.as_str());
+    audit::record(&state.db, &tenant.id, state.now(), revealed).await?;
     if wants_json(&headers) {
         return Ok(Json(json!({
             "sdk_key": keys.sdk_key,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{CustomerSession, Flash, PageResult};
-use crate::startup::AppState;
+use crate::app::AppState;
 use crate::store::tenants::Tenant;
 
 /// The navigation tab a page belongs to.
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn relative_times_read_naturally() {
-        let now = Utc::now();
+        let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(19_675);
         assert_eq!(relative(now, now), "just now");
         assert_eq!(relative(now - Duration::minutes(5), now), "5 minutes ago");
         assert_eq!(relative(now - Duration::hours(3), now), "3 hours ago");

@@ -26,8 +26,11 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::error::AppError;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::connections::ConnectionError;
+use crate::environments::EnvironmentError;
+use crate::error::{AppError, envelope};
+use crate::tenants::TenantError;
 
 pub use layout::{Layout, Nav};
 pub use session::{CustomerSession, Flash, FlashKind};
@@ -88,6 +91,26 @@ pub struct PageError(pub AppError);
 impl From<AppError> for PageError {
     fn from(err: AppError) -> Self {
         Self(err)
+    }
+}
+
+// Domain errors reach a page through the same status and message as the
+// API's, one `From` each; pages that say more match the variants first.
+impl From<EnvironmentError> for PageError {
+    fn from(err: EnvironmentError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<TenantError> for PageError {
+    fn from(err: TenantError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<ConnectionError> for PageError {
+    fn from(err: ConnectionError) -> Self {
+        Self(err.into())
     }
 }
 
@@ -201,7 +224,7 @@ async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next
             .unwrap_or("error")
             .to_ascii_lowercase()
             .replace(' ', "_");
-        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let body = envelope(&code, &message);
         return (status, axum::Json(body)).into_response();
     }
     let page = ErrorPage {

@@ -18,7 +18,8 @@ use serde_json::json;
 use super::layout::{self, Layout, Nav};
 use super::pages::require_tenant;
 use super::{CustomerSession, FlashKind, PageResult, WebForm, check_csrf};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::error::envelope;
 use crate::store::connections::{self, AuthKind, Connection, ConnectionStatus};
 use crate::store::settings::{self as settings_store, TenantSettings};
 use crate::store::tenants::Tenant;
@@ -395,7 +396,7 @@ pub async fn list_source_environments(
             Choices::Loaded(items) => Json(json!({ "environments": items })).into_response(),
             Choices::Unavailable(message) => (
                 StatusCode::BAD_GATEWAY,
-                Json(json!({"error": {"code": "launchdarkly_unavailable", "message": message}})),
+                Json(envelope("launchdarkly_unavailable", &message)),
             )
                 .into_response(),
         },

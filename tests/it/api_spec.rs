@@ -11,10 +11,10 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
 use crate::lifecycle::{TOKEN, get_env, ready_tenant, spawn, start_sim};
-use crate::openapi::Conformance;
 use crate::simulator::{Answer, read};
+use crate::support::conformance::Conformance;
+use crate::support::helpers::TestApp;
 
 /// One call with `Authorization: Bearer <key>` (none if `key` is `None`).
 async fn call(

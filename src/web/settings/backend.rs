@@ -6,14 +6,13 @@ use std::future::Future;
 use serde::Serialize;
 
 use super::SettingsDraft;
-use crate::connections::ConnectionError;
+use crate::app::AppState;
+use crate::connections::{CallError, ConnectionError, LdProblem, interactive, problem};
 use crate::error::AppError;
 use crate::ids::{EphemeralId, ProjectKey, TenantId};
 use crate::launchdarkly::{LdError, RequestAuth};
-use crate::lifecycle::keys;
-use crate::lifecycle::settings::{self as rules, SettingsErrors, SettingsInput};
-use crate::lifecycle::upstream::{self, CallError};
-use crate::startup::AppState;
+use crate::naming as keys;
+use crate::settings::{self as rules, SettingsError, SettingsInput};
 
 /// One option of a picker.
 #[derive(Debug, Clone, Serialize)]
@@ -132,7 +131,7 @@ where
     Fut: Future<Output = Result<T, LdError>>,
 {
     let deadline = state.now() + chrono::Duration::seconds(5);
-    upstream::interactive(state, tenant, deadline, operation, call)
+    interactive(state, tenant, deadline, operation, call)
         .await
         .map_err(|err| match err {
             CallError::Ld(e) => describe_ld(e),
@@ -158,24 +157,24 @@ fn describe_connection(err: ConnectionError) -> String {
     }
 }
 
+/// A LaunchDarkly failure in words for the customer.
 fn describe_ld(err: LdError) -> String {
-    tracing::warn!(error = %err, "a LaunchDarkly call for the settings page failed");
-    match err {
-        LdError::Unauthorized => {
+    match problem(&err) {
+        LdProblem::Unauthorized => {
             "LaunchDarkly no longer accepts our access to this account: reconnect above.".to_owned()
         }
-        LdError::Forbidden { .. } => {
+        LdProblem::Forbidden { .. } => {
             "Your LaunchDarkly access does not allow this. Check the role of the connected account or token."
                 .to_owned()
         }
-        LdError::NotFound => "LaunchDarkly does not know that project.".to_owned(),
-        LdError::RateLimited { .. } => {
+        LdProblem::NotFound => "LaunchDarkly does not know that project.".to_owned(),
+        LdProblem::RateLimited { .. } => {
             "LaunchDarkly asked us to slow down; try again in a minute.".to_owned()
         }
-        LdError::Timeout | LdError::Transport { .. } | LdError::Upstream { .. } => {
-            "LaunchDarkly did not answer; try again in a moment.".to_owned()
+        LdProblem::Unavailable => "LaunchDarkly did not answer; try again in a moment.".to_owned(),
+        LdProblem::Refused { .. } | LdProblem::Unexpected => {
+            "LaunchDarkly gave an answer we could not use; try again in a moment.".to_owned()
         }
-        _ => "LaunchDarkly gave an answer we could not use; try again in a moment.".to_owned(),
     }
 }
 
@@ -339,36 +338,46 @@ pub async fn validate_and_save(
     }
     match rules::validate_and_save(state, tenant, &input, "browser").await {
         Ok(_) => Ok(()),
-        Err(SettingsErrors::Fields(problems)) => {
+        Err(SettingsError::Fields(problems)) => {
             for p in problems {
                 errors.add(form_field(p.field), p.message);
             }
             Err(errors)
         }
-        Err(SettingsErrors::Unavailable(err)) => {
-            let message = match &err {
-                AppError::Internal(_) => {
-                    err.log();
-                    "Something went wrong on our side; the settings were not saved. Try again in a moment."
-                        .to_owned()
-                }
-                AppError::Conflict { code: "needs_reconnect", .. } => {
-                    "LaunchDarkly no longer accepts our access to this account: reconnect above, then save."
-                        .to_owned()
-                }
-                AppError::Conflict { code: "not_connected", .. } => {
-                    "Connect LaunchDarkly first, then save.".to_owned()
-                }
-                other => {
-                    other.log();
-                    format!(
-                        "The settings could not be checked with LaunchDarkly, so they were not saved: {}",
-                        other.public_message()
-                    )
-                }
-            };
-            errors.add("form", message);
+        Err(err) => {
+            errors.add("form", unsaved(err));
             Err(errors)
+        }
+    }
+}
+
+/// Why settings that could not be checked were not saved, for the customer.
+fn unsaved(err: SettingsError) -> String {
+    match err {
+        SettingsError::Internal(_)
+        | SettingsError::Unavailable(CallError::Connection(ConnectionError::Internal(_))) => {
+            AppError::from(err).log();
+            "Something went wrong on our side; the settings were not saved. Try again in a moment."
+                .to_owned()
+        }
+        SettingsError::Unavailable(
+            CallError::Connection(ConnectionError::NeedsReconnect)
+            | CallError::Ld(LdError::Unauthorized)
+            | CallError::Connection(ConnectionError::Upstream(LdError::Unauthorized)),
+        ) => {
+            "LaunchDarkly no longer accepts our access to this account: reconnect above, then save."
+                .to_owned()
+        }
+        SettingsError::Unavailable(CallError::Connection(ConnectionError::NotConnected)) => {
+            "Connect LaunchDarkly first, then save.".to_owned()
+        }
+        other => {
+            let err = AppError::from(other);
+            err.log();
+            format!(
+                "The settings could not be checked with LaunchDarkly, so they were not saved: {}",
+                err.public_message()
+            )
         }
     }
 }

@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{READER, Sim, WRITER, base_config, env_post, start, start_with};
-use crate::openapi::Conformance;
+use crate::support::conformance::Conformance;
 
 const SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
