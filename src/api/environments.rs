@@ -120,16 +120,18 @@ fn view(state: &AppState, record: &EnvironmentRecord) -> AppResult<EnvironmentVi
     Ok(EnvironmentView::new(state, record, keys.as_ref()))
 }
 
-fn failed(record: &EnvironmentRecord, view: EnvironmentView, code: &'static str) -> Response {
+/// A failed generation: `status`, `code` and its `last_error`, with the
+/// environment.
+fn failed(
+    record: &EnvironmentRecord,
+    view: EnvironmentView,
+    status: StatusCode,
+    code: &'static str,
+) -> Response {
     let message = record
         .last_error
         .clone()
         .unwrap_or_else(|| "the environment could not be made".to_owned());
-    let status = if code == "environment_protected" {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
     let mut body = envelope(code, &message);
     body["environment"] = json!(view);
     (status, Json(body)).into_response()
@@ -161,7 +163,12 @@ pub async fn put_environment(
             (StatusCode::CREATED, Json(body)).into_response()
         }
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
-        EnvironmentStatus::Failed => failed(&record, body, "environment_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -200,9 +207,14 @@ pub async fn delete_environment(
     Ok(match record.status {
         EnvironmentStatus::Deleted => StatusCode::NO_CONTENT.into_response(),
         EnvironmentStatus::Failed if record.refused => {
-            failed(&record, body, "environment_protected")
+            failed(&record, body, StatusCode::CONFLICT, "environment_protected")
         }
-        EnvironmentStatus::Failed => failed(&record, body, "environment_delete_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_delete_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -224,7 +236,12 @@ pub async fn recreate_environment(
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
-        EnvironmentStatus::Failed => failed(&record, body, "environment_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
