@@ -8,6 +8,7 @@ mod api_spec;
 mod browser;
 mod browser_support;
 mod connect;
+mod docs;
 mod foundation;
 mod launchdarkly;
 mod lifecycle;
