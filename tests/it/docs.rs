@@ -158,8 +158,10 @@ async fn every_curl_example_in_integrating_md_runs_in_order_against_the_real_app
             url: url::Url::parse(&hook_url).unwrap(),
             secret: SecretString::from(HOOK_SECRET.to_owned()),
         });
-        // When connect links take a `return_url`, its origin must be allowed
-        // here (LD_EAAS_RETURN_URL_ORIGINS = https://app.example.com).
+        // The connect-link example carries a `return_url`: once connect
+        // links check it, its origin must be allowed here, e.g.
+        // `c.return_url_origins = vec!["https://app.example.com".to_owned()];`
+        // (LD_EAAS_RETURN_URL_ORIGINS).
         c
     })
     .await;
