@@ -314,17 +314,14 @@ struct ServeFlags {
 #[test]
 fn every_setting_of_serve_has_a_row_in_operating_mds_settings_table() {
     let operating = read("docs/operating.md");
-    let command = ServeFlags::command();
     let mut missing = Vec::new();
     let mut seen = 0;
-    for arg in command.get_arguments() {
-        let Some(env) = arg.get_env() else { continue };
+    for env in serve_settings() {
         seen += 1;
-        let env = env.to_string_lossy();
         // A row of the settings table: `| `NAME` ...` (secrets carry a mark).
         let row = format!("| `{env}`");
         if !operating.lines().any(|line| line.starts_with(&row)) {
-            missing.push(env.into_owned());
+            missing.push(env);
         }
     }
     assert!(seen > 10, "found only {seen} settings");
@@ -460,5 +457,55 @@ fn the_markdown_links_between_documents_resolve() {
                 "{doc} links to {target}, which does not exist"
             );
         }
+    }
+}
+
+/// The environment variables `serve` reads.
+fn serve_settings() -> Vec<String> {
+    ServeFlags::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn the_container_and_kubernetes_files_set_only_settings_that_exist() {
+    let settings = serve_settings();
+    let mut named = 0;
+    for file in [
+        "Dockerfile",
+        "deploy/kubernetes/deployment.yaml",
+        "deploy/kubernetes/secret.example.yaml",
+    ] {
+        let text = read(file);
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("LD_EAAS_") || word == "DATABASE_URL" {
+                named += 1;
+                assert!(
+                    settings.iter().any(|s| s == word),
+                    "{file} sets {word}, which `ld-eaas serve` does not read"
+                );
+            }
+        }
+    }
+    assert!(named >= 10, "found only {named} settings");
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    for probe in [
+        "path: /healthz",
+        "path: /readyz",
+        "replicas: 2",
+        "runAsNonRoot: true",
+    ] {
+        assert!(deployment.contains(probe), "the Deployment has {probe}");
+    }
+}
+
+#[tokio::test]
+async fn the_probe_paths_the_deployment_uses_answer() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let res = reqwest::get(app.url(path)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
     }
 }
