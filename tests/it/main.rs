@@ -7,6 +7,7 @@ mod support;
 
 mod api_spec;
 mod connect;
+mod docs;
 mod foundation;
 mod launchdarkly;
 mod lifecycle;
