@@ -14,6 +14,7 @@
 mod auth;
 mod client;
 mod error;
+mod flags;
 mod http;
 mod models;
 mod oauth;
@@ -23,12 +24,17 @@ mod ratelimit;
 pub use auth::{Credential, RequestAuth};
 pub use client::{LdClient, LdClientConfig};
 pub use error::{LdError, OAuthError};
+pub use flags::{
+    FeatureFlag, FlagConfig, FlagError, FlagRule, FlagTarget, Instruction, TargetInput, Variation,
+    VariationOrRollout,
+};
 pub use models::{
     CallerIdentity, DeleteOutcome, Environment, EnvironmentPost, Link, Project, SdkKeys, SourceEnv,
 };
 pub use oauth::{
     AuthorizeRequest, CsrfToken, LdOAuth, OAuthClientConfig, PkceCodeVerifier, TokenHint, TokenSet,
 };
+pub use operations::SEMANTIC_PATCH_CONTENT_TYPE;
 pub use ratelimit::{
     BoxFuture, Bucket, Clock, InMemoryRateLimitStore, RateLimitGate, RateLimitStore, StoreError,
     SystemClock,

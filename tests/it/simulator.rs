@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod flags;
 mod limits;
 mod oauth;
 mod spec;
