@@ -124,7 +124,7 @@ pub(crate) async fn list_flags(
         })
         .filter(|f| {
             tag.as_ref()
-                .is_none_or(|t| has_all_tags(&f.tags, &[t.clone()]))
+                .is_none_or(|t| has_all_tags(&f.tags, std::slice::from_ref(t)))
         })
         .collect();
     sort_by(&mut flags, &query.sort, |field, a, b| match field {

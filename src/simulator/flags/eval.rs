@@ -89,7 +89,7 @@ fn choose(flag: &SimFlag, config: &SimFlagConfig, context: &SimContext) -> (usiz
     let targeted = config
         .targets
         .iter()
-        .find(|t| t.context_kind == context.kind && t.values.iter().any(|v| *v == context.key));
+        .find(|t| t.context_kind == context.kind && t.values.contains(&context.key));
     if let Some(target) = targeted {
         return (target.variation, EvalReason::TargetMatch);
     }

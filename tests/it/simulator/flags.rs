@@ -608,7 +608,7 @@ async fn the_environment_page_shows_each_flag_with_its_state_and_served_value() 
         !html.contains("<script>alert") && !html.contains("<b>"),
         "{html}"
     );
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"));
     assert!(
         !html.contains("background-color: ##fff"),
         "no bad color in a style"
