@@ -68,7 +68,8 @@ impl Simulator {
         account.projects.push(project);
     }
 
-    /// Adds (or replaces, by key) an environment in an existing project.
+    /// Adds (or replaces, by key) an environment in an existing project; flags it
+    /// has no configuration for get the default one (off).
     pub fn add_environment(
         &self,
         account: &str,
@@ -76,6 +77,13 @@ impl Simulator {
         env: SimEnvironment,
     ) -> anyhow::Result<()> {
         self.with_project(account, project, |p| {
+            let mut env = env;
+            // Every environment has a configuration for every flag, as in LaunchDarkly.
+            for flag in &p.flags {
+                env.flags
+                    .entry(flag.key.clone())
+                    .or_insert_with(|| flag.default_config());
+            }
             p.environments.retain(|e| e.key != env.key);
             p.environments.push(env);
         })
@@ -94,7 +102,11 @@ impl Simulator {
     ) -> anyhow::Result<()> {
         self.with_environment(account, project, env, |p, env_key| {
             if !p.flags.iter().any(|f| f.key == flag) {
-                p.flags.push(SimFlag::boolean(flag, flag));
+                let defined = SimFlag::boolean(flag, flag);
+                for e in &mut p.environments {
+                    e.flags.insert(flag.to_owned(), defined.default_config());
+                }
+                p.flags.push(defined);
             }
             if let Some(e) = p.environment_mut(env_key) {
                 let config = e

@@ -622,3 +622,43 @@ async fn the_environment_page_shows_each_flag_with_its_state_and_served_value() 
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Production") && html.contains("selected-env=test"));
 }
+
+#[tokio::test]
+async fn every_environment_has_a_configuration_for_every_flag() {
+    let s = start().await;
+    let added = ld_eaas::simulator::SimEnvironment::new("added", "Added", "000000");
+    s.sim.add_environment(ACCOUNT, DEMO_PROJECT, added).unwrap();
+    let on = ld_eaas::simulator::SimFlagState {
+        on: true,
+        ..Default::default()
+    };
+    s.sim
+        .set_flag(ACCOUNT, DEMO_PROJECT, "test", "brand-new", on)
+        .unwrap();
+    let envs = s.sim.environments(ACCOUNT, DEMO_PROJECT);
+    assert_eq!(envs.len(), 4);
+    for env in &envs {
+        let mut keys: Vec<&str> = env.flags.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "brand-new",
+                "dark-mode",
+                "maintenance-banner",
+                "new-checkout",
+                "search-ranking"
+            ],
+            "{}",
+            env.key
+        );
+        assert_eq!(env.flags["brand-new"].on, env.key == "test");
+    }
+    let flag = s
+        .get(&format!("{FLAGS}/new-checkout?env=added"), READER)
+        .await;
+    assert_eq!(
+        flag.assert(StatusCode::OK)["environments"]["added"]["on"],
+        false
+    );
+}
