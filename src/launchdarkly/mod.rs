@@ -6,6 +6,9 @@
 //! - [`LdClient`] speaks the handful of REST operations ld-eaas needs, with typed
 //!   errors ([`LdError`]), full pagination and LaunchDarkly's rate-limit headers
 //!   honoured per account through a shared [`RateLimitGate`].
+//! - Flags: [`LdClient::get_feature_flag`] (variation ids, targeting in one
+//!   environment) and [`LdClient::patch_feature_flag_semantic`] (semantic patch
+//!   [`Instruction`]s), with [`FlagError`] naming a missing flag or environment.
 //! - [`LdOAuth`] runs the authorization-code flow with PKCE, refreshes and revokes.
 //!
 //! Every request carries `LD-API-Version` and the partner User-Agent; no request or

@@ -1,4 +1,6 @@
-//! The REST operations ld-eaas uses (see `openapi-eaas-subset.json`).
+//! The REST operations ld-eaas uses (see `openapi-eaas-subset.json`; the flag
+//! operations getFeatureFlags, getFeatureFlag and patchFeatureFlag are in the
+//! full `openapi.json`).
 //!
 //! Each names its route (method + path template): LaunchDarkly's route-level rate
 //! limits count per route, so that is the bucket the gate keys on.
