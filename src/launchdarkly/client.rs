@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use url::Url;
@@ -164,6 +164,20 @@ impl LdClient {
         url: Url,
         body: Option<&B>,
     ) -> Result<Answer, LdError> {
+        self.send_as(auth, route, method, url, body, None).await
+    }
+
+    /// [`send`](Self::send) with a JSON body under another `Content-Type` (a
+    /// semantic patch's `application/json; domain-model=launchdarkly.semanticpatch`).
+    pub(crate) async fn send_as<B: Serialize + ?Sized>(
+        &self,
+        auth: &RequestAuth,
+        route: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        content_type: Option<&'static str>,
+    ) -> Result<Answer, LdError> {
         let gate = &self.inner.gate;
         let account = auth.rate_limit_key();
         if let Some(reset_at) = gate.blocked_until(&account, route).await {
@@ -185,6 +199,10 @@ impl LdClient {
             .request(method.clone(), url)
             .header(AUTHORIZATION, authorization);
         if let Some(body) = body {
+            // `json` keeps a Content-Type already set.
+            if let Some(content_type) = content_type {
+                request = request.header(CONTENT_TYPE, content_type);
+            }
             request = request.json(body);
         }
 

@@ -2,6 +2,7 @@
 //! pagination, error mapping, headers, rate limits, timeouts, and OAuth.
 
 mod api;
+mod flags;
 mod limits;
 mod oauth;
 

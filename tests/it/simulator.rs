@@ -4,6 +4,8 @@
 
 mod api;
 mod cli;
+mod demo_link;
+mod flags;
 mod limits;
 mod oauth;
 mod spec;

@@ -152,6 +152,19 @@ impl Conformance {
         self.seen.insert((operation.to_owned(), status));
     }
 
+    /// The errors of `value` against component schema `name` (none: it fits).
+    /// For request bodies: what a client sends must fit the document too.
+    pub fn schema_errors(&self, name: &str, value: &Value) -> Vec<String> {
+        let mut root = json!({"$ref": format!("#/definitions/{name}")});
+        root["definitions"] = self.definitions.clone();
+        root["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+        let validator = jsonschema::draft7::new(&root).unwrap();
+        validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+
     /// Every pair in `expected` was seen.
     #[track_caller]
     pub fn assert_covered(&self, expected: &[(&str, &[u16])]) {
