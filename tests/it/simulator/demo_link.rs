@@ -9,7 +9,7 @@ use ld_eaas::demo::{Demo, DemoArgs};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDatabase, init_logging};
+use crate::support::helpers::{TestDatabase, init_logging};
 use crate::ui::csrf_token;
 
 #[derive(Parser)]
