@@ -6,6 +6,7 @@ mod helpers;
 
 mod api_spec;
 mod browser;
+mod browser_journey;
 mod browser_support;
 mod connect;
 mod foundation;
@@ -15,5 +16,6 @@ mod openapi;
 mod simulator;
 mod ui;
 mod ui_demo;
+mod ui_journey;
 mod ui_manifest;
 mod ui_pages;
