@@ -61,7 +61,7 @@ pub fn check(raw: &str, allowed: &[String]) -> Result<Url, ReturnUrlError> {
         return Err(ReturnUrlError::Malformed);
     }
     let origin = url.origin().ascii_serialization();
-    if allowed.iter().any(|a| *a == origin) {
+    if allowed.contains(&origin) {
         Ok(url)
     } else {
         Err(ReturnUrlError::OriginNotAllowed(origin))
