@@ -48,7 +48,10 @@ impl Layout {
             flashes: session.take_flashes().await?,
             nav,
             refresh_seconds: None,
-            return_url: session.return_url().await?,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 
@@ -67,7 +70,10 @@ impl Layout {
             flashes: Vec::new(),
             nav,
             refresh_seconds: None,
-            return_url: session.return_url().await?,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 

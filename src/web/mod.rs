@@ -224,6 +224,7 @@ async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next
             .flatten(),
         None => None,
     };
+    let return_url = return_url::still_allowed(return_url, &state.config.return_url_origins);
     let page = ErrorPage {
         layout: Layout::bare(&state.config.product_name, return_url),
         status: status.as_u16(),

@@ -68,6 +68,12 @@ pub fn check(raw: &str, allowed: &[String]) -> Result<Url, ReturnUrlError> {
     }
 }
 
+/// A stored `return_url` as it may be shown now: checked again against the
+/// origins allowed today, so an origin the operator removed is not linked.
+pub fn still_allowed(stored: Option<String>, allowed: &[String]) -> Option<String> {
+    stored.filter(|url| check(url, allowed).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -86,6 +92,15 @@ mod tests {
         );
         assert!(check("https://app.vendor.test:443/", &allowed()).is_ok());
         assert!(check("http://localhost:3000/x", &allowed()).is_ok());
+    }
+
+    #[test]
+    fn a_stored_url_is_shown_only_while_its_origin_is_still_allowed() {
+        let kept = Some("https://app.vendor.test/x".to_owned());
+        assert_eq!(still_allowed(kept.clone(), &allowed()), kept);
+        let now = crate::config::parse_origins("https://other.vendor.test").unwrap();
+        assert_eq!(still_allowed(kept, &now), None);
+        assert_eq!(still_allowed(None, &allowed()), None);
     }
 
     #[test]

@@ -583,3 +583,27 @@ async fn a_refused_api_token_keeps_the_token_form_open() {
     let (_, html) = page(&browser, &app, "/settings").await;
     assert!(html.contains("<details class=\"alt-path\" id=\"api-token\">"));
 }
+
+#[test]
+fn demo_help_names_the_demos_own_default_database() {
+    use clap::CommandFactory;
+    let mut cli = ld_eaas::cli::Cli::command();
+    let demo = cli
+        .find_subcommand_mut("demo")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(
+        demo.contains("[default: postgres://localhost/ld_eaas_demo]"),
+        "{demo}"
+    );
+    let serve = cli
+        .find_subcommand_mut("serve")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(
+        serve.contains("[default: postgres://localhost/ld_eaas]"),
+        "{serve}"
+    );
+}
