@@ -29,6 +29,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// The whole product on loopback against the built-in LaunchDarkly
     /// simulator: prints a connect link, an API key and curl examples.
+    // Its database default is the demo's own, and `--help` says so.
+    #[command(mut_arg("database_url", |a| a.default_value(crate::demo::DEMO_DATABASE_URL)))]
     Demo(Box<crate::demo::DemoArgs>),
     /// Create the database if needed and apply migrations.
     Migrate(DatabaseArgs),

@@ -1,7 +1,8 @@
 //! Tenants: register, read, offboard; and connect links for their browsers.
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,6 +21,7 @@ use crate::store::connect_links;
 use crate::store::connections::{self, ConnectionSummary};
 use crate::store::settings::{self, TenantSettings};
 use crate::store::tenants::{self, Tenant, Upserted};
+use crate::web::return_url;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +167,34 @@ pub async fn delete_tenant(
         .into_response())
 }
 
+/// The optional body of a connect-link request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectLinkInput {
+    /// Where the customer goes back to in the vendor's app.
+    return_url: Option<String>,
+}
+
+/// A JSON body that may be left out entirely (no bytes at all).
+async fn optional_json<T: serde::de::DeserializeOwned>(request: Request) -> AppResult<Option<T>> {
+    let (parts, body) = request.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::invalid("could not read request body")
+            }
+        })?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let ApiJson(value) = ApiJson::<T>::from_request(request, &()).await?;
+    Ok(Some(value))
+}
+
 #[derive(Debug, Serialize)]
 pub struct ConnectLinkView {
     url: String,
@@ -175,13 +205,28 @@ pub struct ConnectLinkView {
 pub async fn create_connect_link(
     State(state): State<AppState>,
     scope: TenantScope,
+    request: Request,
 ) -> AppResult<Response> {
+    let input: ConnectLinkInput = optional_json(request).await?.unwrap_or_default();
+    // Checked before anything else, so a refused return_url changes nothing.
+    let return_url = match input.return_url.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            return_url::check(raw, &state.config.return_url_origins).map_err(|err| {
+                AppError::Invalid {
+                    code: err.code(),
+                    message: err.to_string(),
+                }
+            })?,
+        ),
+    };
     let tenant = crate::tenants::active(&state.db, &scope.tenant).await?;
-    let (token, expires_at) = connect_links::create(
+    let (token, expires_at) = connect_links::create_returning_to(
         &state.db,
         &tenant.id,
         state.now(),
         state.config.connect_link_ttl,
+        return_url.as_ref().map(url::Url::as_str),
     )
     .await?;
     let url = state

@@ -76,6 +76,10 @@ pub struct ServeArgs {
         default_value = "Preview Environments"
     )]
     pub product_name: String,
+    /// Comma-separated origins (`https://app.example.com`) a connect link's
+    /// `return_url` may point to; none by default, so `return_url` is refused.
+    #[arg(long, env = "LD_EAAS_RETURN_URL_ORIGINS")]
+    pub return_url_origins: Option<String>,
     /// Where outgoing webhooks are delivered.
     #[arg(long, env = "LD_EAAS_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
@@ -129,6 +133,7 @@ impl std::fmt::Debug for ServeArgs {
             .field("encryption_keys", &redacted(self.encryption_keys.is_some()))
             .field("instance_id", &self.instance_id)
             .field("vendor", &self.vendor)
+            .field("return_url_origins", &self.return_url_origins)
             .field("webhook_url", &self.webhook_url)
             .field("webhook_secret", &redacted(self.webhook_secret.is_some()))
             .finish_non_exhaustive()
@@ -147,6 +152,9 @@ pub struct Config {
     pub instance_id: String,
     pub vendor: String,
     pub product_name: String,
+    /// Origins a connect link's `return_url` may point to, each as
+    /// `scheme://host[:port]` (see [`parse_origins`]).
+    pub return_url_origins: Vec<String>,
     pub webhook: Option<WebhookConfig>,
     pub log_format: LogFormat,
     pub workers: usize,
@@ -194,6 +202,40 @@ fn http_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
         return Err(invalid(setting, "must not have a query or fragment"));
     }
     Ok(url)
+}
+
+/// `LD_EAAS_RETURN_URL_ORIGINS`: comma-separated http(s) origins, each
+/// written as `scheme://host[:port]` (a trailing `/` is tolerated) with no
+/// user name, path, query or fragment. Returned in their serialized form,
+/// which is what a URL's origin is compared with.
+pub fn parse_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
+    const SETTING: &str = "LD_EAAS_RETURN_URL_ORIGINS";
+    let mut origins = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |why: &str| invalid(SETTING, format!("'{entry}' {why}"));
+        let url = Url::parse(entry).map_err(|_| bad("is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad("must be an http(s) origin with a host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not carry a user name or password"));
+        }
+        let bare = entry.trim_end_matches('/');
+        if url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || bare.contains(['?', '#'])
+        {
+            return Err(bad(
+                "must be an origin only (scheme://host[:port]), without a path, query or fragment",
+            ));
+        }
+        let origin = url.origin().ascii_serialization();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
 }
 
 /// The instance id goes into a LaunchDarkly tag `ld-eaas.<id>` (max 64 chars).
@@ -266,6 +308,7 @@ impl ServeArgs {
         if self.product_name.trim().is_empty() {
             return Err(invalid("LD_EAAS_PRODUCT_NAME", "must not be empty"));
         }
+        let return_url_origins = parse_origins(self.return_url_origins.as_deref().unwrap_or(""))?;
         let webhook = match (self.webhook_url, self.webhook_secret) {
             (None, None) => None,
             (Some(url), Some(secret)) if !secret.is_empty() => Some(WebhookConfig {
@@ -325,6 +368,7 @@ impl ServeArgs {
             instance_id: self.instance_id,
             vendor: self.vendor,
             product_name: self.product_name,
+            return_url_origins,
             webhook,
             log_format: self.log_format,
             workers: self.workers,

@@ -108,3 +108,32 @@ fn defaults_start_locally() {
         "{printed}"
     );
 }
+
+#[test]
+fn return_url_origins_are_origins_only() {
+    let key = Keyring::generate_spec("k1");
+    let config = args(&["--encryption-keys", &key]).into_config().unwrap();
+    assert!(config.return_url_origins.is_empty(), "none by default");
+    assert_eq!(
+        parse_origins(" https://App.Example.com/ , http://localhost:3000,https://app.example.com")
+            .unwrap(),
+        ["https://app.example.com", "http://localhost:3000"]
+    );
+    assert_eq!(
+        parse_origins("https://example.com:443").unwrap(),
+        ["https://example.com"]
+    );
+    for bad in [
+        "app.example.com",
+        "ftp://example.com",
+        "https://example.com/app",
+        "https://user@example.com",
+        "https://example.com?x=1",
+        "https://example.com/#top",
+    ] {
+        let err = args(&["--encryption-keys", &key, "--return-url-origins", bad])
+            .into_config()
+            .unwrap_err();
+        assert_eq!(err.setting, "LD_EAAS_RETURN_URL_ORIGINS", "{bad}");
+    }
+}

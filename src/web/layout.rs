@@ -27,6 +27,9 @@ pub struct Layout {
     pub nav: Nav,
     /// Extra scripts are never inline: pages that poll set this.
     pub refresh_seconds: Option<u32>,
+    /// "Back to <product>": the vendor's app, when the connect link said
+    /// where (checked against `LD_EAAS_RETURN_URL_ORIGINS`).
+    pub return_url: Option<String>,
 }
 
 impl Layout {
@@ -45,6 +48,10 @@ impl Layout {
             flashes: session.take_flashes().await?,
             nav,
             refresh_seconds: None,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 
@@ -63,11 +70,16 @@ impl Layout {
             flashes: Vec::new(),
             nav,
             refresh_seconds: None,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 
-    /// The frame of an error page: no tenant, no navigation.
-    pub fn bare(product_name: &str) -> Self {
+    /// The frame of an error page: no tenant, no navigation; the way back
+    /// to the vendor's app if this browser has one.
+    pub fn bare(product_name: &str, return_url: Option<String>) -> Self {
         Self {
             product_name: product_name.to_owned(),
             tenant_name: String::new(),
@@ -75,6 +87,7 @@ impl Layout {
             flashes: Vec::new(),
             nav: Nav::None,
             refresh_seconds: None,
+            return_url,
         }
     }
 

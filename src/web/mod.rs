@@ -11,6 +11,7 @@ pub mod environments;
 pub mod layout;
 pub mod oauth;
 pub mod pages;
+pub mod return_url;
 pub mod session;
 pub mod settings;
 
@@ -50,6 +51,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .with_expiry(Expiry::OnInactivity(idle));
     Router::new()
         .route("/", get(pages::home))
+        .route(
+            "/connect/switch",
+            get(connect::show_switch).post(connect::answer_switch),
+        )
         .route("/connect/{token}", get(connect::open_connect_link))
         .route(
             "/settings",
@@ -61,6 +66,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/settings/preview", get(settings::preview_settings))
         .route("/environments", get(environments::list_environments))
+        .route(
+            "/environments/version",
+            get(environments::environments_version),
+        )
         .route(
             "/environments/{id}/keys",
             post(environments::reveal_environment_keys),
@@ -202,6 +211,7 @@ fn is_html(response: &Response) -> bool {
 /// asking for JSON get the JSON envelope.
 async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let json = wants_json(req.headers());
+    let session = req.extensions().get::<tower_sessions::Session>().cloned();
     let response = next.run(req).await;
     let status = response.status();
     let marked = response.extensions().get::<FriendlyError>().cloned();
@@ -227,8 +237,19 @@ async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next
         let body = envelope(&code, &message);
         return (status, axum::Json(body)).into_response();
     }
+    // The way back to the vendor's app, if this browser was given one (and
+    // the handler did not just end the session).
+    let return_url = match session {
+        Some(session) => CustomerSession::wrap(session)
+            .return_url()
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let return_url = return_url::still_allowed(return_url, &state.config.return_url_origins);
     let page = ErrorPage {
-        layout: Layout::bare(&state.config.product_name),
+        layout: Layout::bare(&state.config.product_name, return_url),
         status: status.as_u16(),
         title,
         message,

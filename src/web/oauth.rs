@@ -157,8 +157,9 @@ pub async fn save_api_token(
     let token = form.api_token.unwrap_or_default();
     let token = token.trim();
     if token.is_empty() || token.len() > 512 || token.chars().any(char::is_whitespace) {
+        session.keep_token_form_open().await?;
         session
-            .flash(FlashKind::Error, "Paste the whole API access token from LaunchDarkly (Account settings → Authorization).")
+            .flash(FlashKind::Error, "Paste the whole API access token from LaunchDarkly (Organization settings → Authorization).")
             .await?;
         return Ok(Redirect::to("/settings"));
     }
@@ -180,15 +181,18 @@ pub async fn save_api_token(
                 .await?;
         }
         Err(ConnectError::ReadOnly) => {
+            session.keep_token_form_open().await?;
             session.flash(FlashKind::Error, READ_ONLY_MESSAGE).await?;
         }
         Err(ConnectError::Connection(ConnectionError::Upstream(LdError::Unauthorized))) => {
+            session.keep_token_form_open().await?;
             session
                 .flash(FlashKind::Error, "LaunchDarkly did not accept that API access token. Check that it is active and copied in full.")
                 .await?;
         }
         Err(err) => {
             tracing::warn!(error = %err, "connecting with an API token failed");
+            session.keep_token_form_open().await?;
             session
                 .flash(
                     FlashKind::Error,

@@ -150,7 +150,11 @@ pub struct SettingsPage {
     pub layout: Layout,
     pub connection: ConnectionCard,
     pub oauth_enabled: bool,
-    pub instance_tag: String,
+    /// The tags every environment made for this tenant carries (the same
+    /// the preview shows).
+    pub ownership_tags: Vec<String>,
+    /// The API-token form was just refused: show it open, ready to retry.
+    pub token_form_open: bool,
     pub form: SettingsDraft,
     pub saved: bool,
     pub projects: Choices,
@@ -168,6 +172,37 @@ impl SettingsPage {
 
     pub fn swatch(&self, hex: &str) -> String {
         layout::swatch(hex)
+    }
+
+    /// The ownership tags, each with what follows it in a sentence.
+    pub fn tag_list(&self) -> Vec<(&str, &'static str)> {
+        let n = self.ownership_tags.len();
+        self.ownership_tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let after = match n - i {
+                    1 => "",
+                    2 => " and ",
+                    _ => ", ",
+                };
+                (t.as_str(), after)
+            })
+            .collect()
+    }
+
+    /// The badge beside the form's title: never "Saved" beside problems or
+    /// an unsaved draft.
+    pub fn saved_badge(&self) -> (&'static str, &'static str) {
+        if !self.errors.is_empty() {
+            ("Not saved", "bad")
+        } else if self.is_draft {
+            ("Not saved yet", "warn")
+        } else if self.saved {
+            ("Saved", "good")
+        } else {
+            ("Not set up yet", "neutral")
+        }
     }
 
     pub fn invalid(&self, field: &str) -> &'static str {
@@ -191,19 +226,19 @@ async fn render(
     let connection = ConnectionCard::new(conn.as_ref(), now);
     let saved = settings_store::get(&state.db, &tenant.id).await?;
     let is_draft = draft.is_some();
-    let form = match (draft, &saved) {
+    let mut form = match (draft, &saved) {
         (Some(d), _) => d,
         (None, Some(s)) => SettingsDraft::from_saved(s),
         (None, None) => SettingsDraft::defaults(),
     };
     let (projects, environments) = if connection.is_connected() {
         let projects = backend::projects(state, &tenant.id).await;
-        let project = if form.project_key.is_empty() {
-            // Default to the first project so the source list is useful.
-            projects.first_key().unwrap_or_default()
-        } else {
-            form.project_key.clone()
-        };
+        if form.project_key.is_empty() {
+            // Default to the first project so the source list is useful,
+            // and so the preview names the project the picker shows.
+            form.project_key = projects.first_key().unwrap_or_default();
+        }
+        let project = form.project_key.clone();
         let environments = if project.is_empty() {
             Choices::Loaded(Vec::new())
         } else {
@@ -218,7 +253,8 @@ async fn render(
         layout: Layout::for_tenant(state, session, tenant, Nav::Settings).await?,
         connection,
         oauth_enabled: backend::oauth_enabled(state),
-        instance_tag: state.config.instance_tag(),
+        ownership_tags: crate::naming::ownership_tags(&state.config.instance_tag(), &tenant.id),
+        token_form_open: session.take_token_form_open().await?,
         form,
         saved: saved.is_some(),
         projects,
@@ -282,6 +318,7 @@ pub async fn save_settings(
             Ok(Redirect::to("/settings").into_response())
         }
         Err(errors) => {
+            let errors = errors.in_form_order();
             let page = render(&state, &session, &tenant, Some(draft), errors).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }

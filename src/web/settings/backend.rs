@@ -84,7 +84,30 @@ impl FieldErrors {
     pub fn iter(&self) -> impl Iterator<Item = &(String, String)> {
         self.0.iter()
     }
+
+    /// In the order the form shows its fields (a problem of no field
+    /// first), so the summary reads top to bottom like the form.
+    pub fn in_form_order(mut self) -> Self {
+        self.0.sort_by_key(|(field, _)| {
+            FORM_ORDER
+                .iter()
+                .position(|f| f == field)
+                .unwrap_or(FORM_ORDER.len())
+        });
+        self
+    }
 }
+
+/// The settings form's fields, top to bottom.
+const FORM_ORDER: [&str; 7] = [
+    "form",
+    "project_key",
+    "source_environment_key",
+    "name_template",
+    "key_prefix",
+    "color",
+    "ttl_value",
+];
 
 /// What the next environment will look like.
 #[derive(Debug, Clone, Serialize)]
@@ -285,11 +308,11 @@ pub fn preview(
             for p in problems {
                 errors.add(form_field(p.field), p.message);
             }
-            return Err(errors);
+            return Err(errors.in_form_order());
         }
     };
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(errors.in_form_order());
     }
     let Ok(example) = EphemeralId::parse(EXAMPLE_ID) else {
         return Err(errors);

@@ -249,3 +249,71 @@ impl Browser {
         drop(driver);
     }
 }
+
+/// axe-core's engine, from the npm package the CI installs (`npm ci`).
+static AXE: LazyLock<String> = LazyLock::new(|| {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the accessibility checks need axe-core: run `npm ci` in the repository root ({}: {e})",
+            path.display()
+        )
+    })
+});
+
+impl Browser {
+    /// Runs axe-core on the page as it is and fails on any violation. The
+    /// engine is injected through WebDriver, never served by the app (its
+    /// CSP stays strict).
+    pub async fn assert_axe_clean(&mut self, what: &str) {
+        let loaded = self
+            .client
+            .execute(
+                &format!("{}\n;return typeof window.axe === 'object';", *AXE),
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("injecting axe-core into {what}: {e}"));
+        assert_eq!(loaded, json!(true), "axe-core did not load into {what}");
+        let violations = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations.map(v => ({
+                     id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' :: ' + n.failureSummary)
+                   }))))
+                   .catch(e => done([{ id: 'axe-error', help: String(e) }]));",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("running axe-core on {what}: {e}"));
+        let found = violations.as_array().cloned().unwrap_or_default();
+        if !found.is_empty() {
+            let shot = self
+                .screenshot(&format!("axe-{}", what.replace(['/', ' '], "-")))
+                .await;
+            panic!(
+                "axe found {} violation(s) on {what} (screenshot {}):\n{}",
+                found.len(),
+                shot.display(),
+                serde_json::to_string_pretty(&found).unwrap()
+            );
+        }
+    }
+
+    /// Runs `script` (a function body) and returns its value.
+    pub async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("running {script}: {e}"))
+    }
+
+    /// Sets the window to a phone's width (390 px) or back to the desktop.
+    pub async fn phone(&self, on: bool) {
+        let (w, h) = if on { (390, 844) } else { (1280, 900) };
+        self.client.set_window_size(w, h).await.unwrap();
+    }
+}

@@ -366,8 +366,13 @@ async fn a_second_tenants_session_sees_none_of_the_first_tenants_data() {
     assert!(alpha_activity.contains("Tenant alpha"));
     assert!(alpha_activity.contains("Connected to LaunchDarkly"));
 
-    // Beta's link in the same browser: a new session bound to beta alone.
+    // Beta's link in the same browser: once the switch is confirmed, a new
+    // session bound to beta alone.
     browser.goto(&app.connect_link("beta").await).await;
+    browser.click("#switch").await;
+    browser
+        .wait_for_text("You switched to Tenant beta", SOON)
+        .await;
     for path in ["/settings", "/environments", "/activity"] {
         browser.goto(&app.url(path)).await;
         let text = browser.text().await;

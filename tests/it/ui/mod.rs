@@ -2,7 +2,9 @@
 //! and what a forged or stale form gets.
 
 mod browser;
+mod browser_journey;
 mod demo;
+mod journey;
 mod manifest;
 mod pages;
 
@@ -435,9 +437,22 @@ async fn a_second_tenants_browser_sees_none_of_the_first_tenants_data() {
             "{path} leaks activity"
         );
     }
-    // Opening beta's link in alpha's browser rebinds it to beta alone.
+    // Opening beta's link in alpha's browser, once the person confirms the
+    // switch, rebinds it to beta alone.
     let link = app.connect_link("beta").await;
-    alpha_browser.get(&link).send().await.unwrap();
+    let res = alpha_browser.get(&link).send().await.unwrap();
+    assert_eq!(res.headers()[LOCATION], "/connect/switch");
+    let (_, html) = page(&alpha_browser, &app, "/connect/switch").await;
+    let res = alpha_browser
+        .post(app.url("/connect/switch"))
+        .form(&[
+            ("csrf_token", csrf_token(&html).as_str()),
+            ("decision", "switch"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let (_, html) = page(&alpha_browser, &app, "/activity").await;
     assert!(!html.contains("alpha-secret-preview"));
     assert!(html.contains("Tenant beta"));

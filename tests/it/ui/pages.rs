@@ -14,16 +14,16 @@ use crate::ui::{browser_for, csrf_token};
 
 const TOKEN: &str = "api-ui-pages-writer-token";
 
-struct Env {
-    app: TestApp,
-    sim: Simulator,
-    browser: reqwest::Client,
-    csrf: String,
+pub(crate) struct Env {
+    pub app: TestApp,
+    pub sim: Simulator,
+    pub browser: reqwest::Client,
+    pub csrf: String,
 }
 
 /// A tenant `acme` connected with an API token to a simulator seeded with
 /// `extra_projects` filler projects beyond the demo one.
-async fn connected(extra_projects: usize) -> Env {
+pub(crate) async fn connected(extra_projects: usize) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = Simulator::start(
         SimulatorConfig {
@@ -69,13 +69,13 @@ async fn get(browser: &reqwest::Client, app: &TestApp, path: &str) -> (StatusCod
 }
 
 impl Env {
-    async fn page(&self, path: &str) -> String {
+    pub async fn page(&self, path: &str) -> String {
         let (status, html) = get(&self.browser, &self.app, path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {html}");
         html
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let mut form = vec![("csrf_token", self.csrf.as_str())];
         form.extend_from_slice(fields);
         self.browser
@@ -86,7 +86,7 @@ impl Env {
             .unwrap()
     }
 
-    async fn save_settings(&self, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn save_settings(&self, fields: &[(&str, &str)]) -> reqwest::Response {
         let mut form = vec![
             ("intent", "save"),
             ("project_key", "demo"),
@@ -104,12 +104,17 @@ impl Env {
         self.post("/settings", &form).await
     }
 
-    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.app.api(method, path, body).await
     }
 
     /// Waits until the API reports `status` for the environment.
-    async fn wait_for_status(&self, ephemeral_id: &str, status: &str) -> Value {
+    pub async fn wait_for_status(&self, ephemeral_id: &str, status: &str) -> Value {
         let started = Instant::now();
         loop {
             let (_, env) = self
