@@ -17,6 +17,7 @@ pub mod ids;
 pub mod launchdarkly;
 pub mod lifecycle;
 pub mod metrics;
+pub mod pgtemp;
 pub mod simulator;
 pub mod startup;
 pub mod store;

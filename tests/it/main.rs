@@ -12,6 +12,7 @@ mod foundation;
 mod launchdarkly;
 mod lifecycle;
 mod openapi;
+mod private_postgres;
 mod simulator;
 mod ui;
 mod ui_demo;
