@@ -67,9 +67,9 @@ ensure_installed() {
   fi
   ((${#reasons[@]})) || return 0
 
-  local missing
-  missing=$(IFS=,; echo "${reasons[*]}" | sed 's/,/, /g')
-  echo "setup: this machine lacks ${missing}."
+  local missing="" reason
+  for reason in "${reasons[@]}"; do missing+="${missing:+; }${reason}"; done
+  echo "setup: this machine lacks: ${missing}."
   if [ "$(uname -s)" = Darwin ] && command -v brew >/dev/null 2>&1; then
     if ((${#brew[@]})); then
       echo "setup: running: brew install ${brew[*]}"
