@@ -39,8 +39,11 @@ pub mod ids;
 pub mod launchdarkly;
 pub mod metrics;
 pub mod pagination;
+pub mod pgtemp;
 pub mod ratelimit_store;
 pub mod retry;
+pub mod simulator;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 

@@ -158,10 +158,9 @@ async fn every_curl_example_in_integrating_md_runs_in_order_against_the_real_app
             url: url::Url::parse(&hook_url).unwrap(),
             secret: SecretString::from(HOOK_SECRET.to_owned()),
         });
-        // The connect-link example carries a `return_url`: once connect
-        // links check it, its origin must be allowed here, e.g.
-        // `c.return_url_origins = vec!["https://app.example.com".to_owned()];`
-        // (LD_EAAS_RETURN_URL_ORIGINS).
+        // The connect-link example carries a `return_url`: its origin must
+        // be allowed (LD_EAAS_RETURN_URL_ORIGINS).
+        c.return_url_origins = vec!["https://app.example.com".to_owned()];
         c
     })
     .await;

@@ -11,5 +11,7 @@ mod docs;
 mod foundation;
 mod launchdarkly;
 mod lifecycle;
+mod openapi;
+mod private_postgres;
 mod simulator;
 mod ui;

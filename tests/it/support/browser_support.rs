@@ -41,7 +41,7 @@ fn chromedriver_path() -> PathBuf {
         Some(path) if std::path::Path::new(CHROMIUM).is_file() => path,
         _ => panic!(
             "the browser tests need Chromium and chromedriver (Debian packages `chromium` and \
-             `chromium-driver`): run `bash .ci/run`, which installs them"
+             `chromium-driver`): run `scripts/test`, which installs them"
         ),
     }
 }
@@ -99,7 +99,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start chromedriver (run `bash .ci/run` to install it)");
+            .expect("start chromedriver (run `scripts/test` to install it)");
         let driver = DriverProcess(child);
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();

@@ -19,9 +19,16 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The Postgres server tests use; each test gets its own database on it.
+/// Without `TEST_DATABASE_URL`, the local default, or a private server of the
+/// run's own when that does not let us in (see `ld_eaas::pgtemp`).
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    static URL: LazyLock<String> = LazyLock::new(|| {
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+            ld_eaas::pgtemp::url_or_process_wide("postgres://postgres@127.0.0.1:5432/postgres")
+                .unwrap_or_else(|why| panic!("no Postgres for the tests: {why}"))
+        })
+    });
+    URL.clone()
 }
 
 fn url_for_database(name: &str) -> String {
@@ -43,7 +50,7 @@ impl TestDatabase {
         let name = format!("ldeaas_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&postgres_admin_url())
             .await
-            .expect("Postgres must be running for the tests (see README: .ci/run starts it)");
+            .expect("Postgres must be running for the tests (see README: scripts/test)");
         sqlx::query(&format!("create database {name}"))
             .execute(&mut admin)
             .await
