@@ -11,7 +11,6 @@ mod docs;
 mod foundation;
 mod launchdarkly;
 mod lifecycle;
-mod openapi;
 mod private_postgres;
 mod simulator;
 mod ui;
