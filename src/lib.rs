@@ -42,8 +42,6 @@ pub mod pagination;
 pub mod pgtemp;
 pub mod ratelimit_store;
 pub mod retry;
-pub mod simulator;
-pub mod startup;
 pub mod store;
 pub mod telemetry;
 
