@@ -21,13 +21,13 @@ pub async fn create(
     OsRng.fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let expires_at = now + ttl;
-    sqlx::query(
+    sqlx::query!(
         "insert into connect_links (token_hash, tenant_id, created_at, expires_at) values ($1, $2, $3, $4)",
+        hash_secret(&token),
+        tenant.as_str(),
+        now as DateTime<Utc>,
+        expires_at as DateTime<Utc>,
     )
-    .bind(hash_secret(&token))
-    .bind(tenant.as_str())
-    .bind(now)
-    .bind(expires_at)
     .execute(db)
     .await?;
     Ok((SecretString::from(token), expires_at))
@@ -40,15 +40,15 @@ pub async fn redeem(
     token: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<TenantId>> {
-    let tenant: Option<String> = sqlx::query_scalar(
+    let tenant: Option<String> = sqlx::query_scalar!(
         "update connect_links l set used_at = $2
            from tenants t
           where l.token_hash = $1 and l.used_at is null and l.expires_at > $2
             and t.id = l.tenant_id and t.offboarding_at is null
          returning l.tenant_id",
+        hash_secret(token),
+        now as DateTime<Utc>,
     )
-    .bind(hash_secret(token))
-    .bind(now)
     .fetch_optional(db)
     .await?;
     Ok(tenant.and_then(|t| TenantId::parse(&t).ok()))

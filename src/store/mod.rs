@@ -1,5 +1,7 @@
 //! Storage: one module per table family. Every function that touches a
-//! tenant's rows takes the tenant id and filters on it.
+//! tenant's rows takes the tenant id and filters on it. Every SQL statement
+//! of the application lives here, written with sqlx's compile-checked macros
+//! (offline data in `.sqlx/`; see README, Development).
 
 pub mod api_keys;
 pub mod audit;
@@ -7,10 +9,15 @@ pub mod connect_links;
 pub mod connections;
 pub mod environments;
 pub mod jobs;
+pub mod migrations;
+pub mod notify;
 pub mod outbox;
+pub mod ratelimits;
 pub mod rotation;
 pub mod settings;
+pub mod sweeps;
 pub mod tenants;
+mod types;
 
 use rand::RngCore;
 use rand::rngs::OsRng;
