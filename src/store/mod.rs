@@ -1,7 +1,15 @@
 //! Storage: one module per table family. Every function that touches a
 //! tenant's rows takes the tenant id and filters on it. Every SQL statement
 //! of the application lives here, written with sqlx's compile-checked macros
-//! (offline data in `.sqlx/`; see README, Development).
+//! (offline data in `.sqlx/`; see the README on regenerating it).
+//!
+//! Timestamps: tower-sessions-sqlx-store turns on sqlx's `time` feature, and
+//! with it the macros map `timestamptz` to `time::OffsetDateTime`, not chrono.
+//! So timestamp columns carry an override (`"col: _"` in `query_as!`, the
+//! struct's field type; `"col: DateTime<Utc>"` in `query!`/`query_scalar!`)
+//! and timestamp arguments a cast (`now as DateTime<Utc>`). Such a cast skips
+//! the macro's check of that one argument's SQL type; everything else in the
+//! statement (columns, other arguments, nullability) stays checked.
 
 pub mod api_keys;
 pub mod audit;
