@@ -56,9 +56,6 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// True when every migration this binary knows has been applied.
 pub async fn migrations_current(pool: &PgPool) -> anyhow::Result<bool> {
     let latest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> =
-        sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-            .fetch_one(pool)
-            .await?;
+    let applied = crate::store::migrations::latest_applied(pool).await?;
     Ok(applied.unwrap_or(0) >= latest_known)
 }

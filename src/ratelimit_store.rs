@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::launchdarkly::{BoxFuture, Bucket, RateLimitStore, StoreError};
+use crate::store::ratelimits;
 
 #[derive(Debug, Clone)]
 pub struct PgRateLimitStore {
@@ -18,11 +19,7 @@ impl PgRateLimitStore {
 
     /// Forgets blocks that ended before `before`.
     pub async fn purge(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-        let done = sqlx::query("delete from launchdarkly_rate_limits where reset_at < $1")
-            .bind(before)
-            .execute(db)
-            .await?;
-        Ok(done.rows_affected())
+        ratelimits::purge(db, before).await
     }
 }
 
@@ -35,16 +32,9 @@ impl RateLimitStore for PgRateLimitStore {
     ) -> BoxFuture<'a, Result<Option<DateTime<Utc>>, StoreError>> {
         let keys: Vec<String> = buckets.iter().map(Bucket::key).collect();
         Box::pin(async move {
-            sqlx::query_scalar(
-                "select max(reset_at) from launchdarkly_rate_limits
-                  where account_id = $1 and bucket = any($2) and reset_at > $3",
-            )
-            .bind(account)
-            .bind(&keys)
-            .bind(now)
-            .fetch_one(&self.db)
-            .await
-            .map_err(|e| Box::new(e) as StoreError)
+            ratelimits::blocked_until(&self.db, account, &keys, now)
+                .await
+                .map_err(|e| Box::new(e) as StoreError)
         })
     }
 
@@ -55,18 +45,9 @@ impl RateLimitStore for PgRateLimitStore {
         until: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query(
-                "insert into launchdarkly_rate_limits (account_id, bucket, reset_at) values ($1, $2, $3)
-                 on conflict (account_id, bucket) do update
-                    set reset_at = greatest(launchdarkly_rate_limits.reset_at, excluded.reset_at)",
-            )
-            .bind(account)
-            .bind(bucket.key())
-            .bind(until)
-            .execute(&self.db)
-            .await
-            .map(|_| ())
-            .map_err(|e| Box::new(e) as StoreError)
+            ratelimits::record_block(&self.db, account, &bucket.key(), until)
+                .await
+                .map_err(|e| Box::new(e) as StoreError)
         })
     }
 }

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::TenantScope;
 use crate::app::AppState;
@@ -21,6 +20,7 @@ use crate::store::connect_links;
 use crate::store::connections::{self, ConnectionSummary};
 use crate::store::settings::{self, TenantSettings};
 use crate::store::tenants::{self, Tenant, Upserted};
+use crate::store::{environments, jobs};
 use crate::web::return_url;
 
 #[derive(Debug, Deserialize)]
@@ -127,12 +127,7 @@ pub async fn delete_tenant(
     if !exists {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let live: i64 = sqlx::query_scalar(
-        "select count(*) from environments where tenant_id = $1 and status <> 'deleted'",
-    )
-    .bind(scope.tenant.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
+    let live = environments::count_live(&mut *tx, &scope.tenant).await?;
     if live == 0 {
         let connection = connections::delete(&mut *tx, &scope.tenant).await?;
         tenants::delete(&mut *tx, &scope.tenant).await?;
@@ -142,16 +137,7 @@ pub async fn delete_tenant(
         tracing::info!("tenant offboarded");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    sqlx::query(
-        "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
-         values ($1, $2, 'offboard_tenant', 'queued', $3, $3, $3)
-         on conflict do nothing",
-    )
-    .bind(Uuid::new_v4())
-    .bind(scope.tenant.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    jobs::enqueue_tenant_job(&mut tx, &scope.tenant, jobs::JobKind::OffboardTenant, now).await?;
     audit::record(
         &mut *tx,
         &scope.tenant,

@@ -10,21 +10,16 @@ use super::{EnvironmentRecord, EnvironmentView};
 use crate::app::AppState;
 use crate::audit::AuditAction;
 use crate::store::audit::{self, NewAuditEvent};
-use crate::store::outbox;
+use crate::store::{notify, outbox};
 
 /// Carries changed environment ids to every replica's waiters.
-pub(crate) const ENVIRONMENTS_CHANNEL: &str = "ld_eaas_environments";
+pub(crate) use crate::store::notify::ENVIRONMENTS_CHANNEL;
 
 pub(crate) async fn notify_changed(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(ENVIRONMENTS_CHANNEL)
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    notify::environment_changed(&mut **tx, id).await
 }
 
 /// The webhook body's `data` for an environment: no SDK or mobile key (the

@@ -24,6 +24,7 @@ use crate::store::audit;
 use crate::store::environments;
 use crate::store::jobs::{self, Job, JobKind};
 use crate::store::settings;
+use crate::store::sweeps;
 
 /// Marks generations past `expires_at` unwanted and queues their deletion.
 /// Returns how many expired.
@@ -129,25 +130,8 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
         .collect();
     let orphan_keys: Vec<String> = orphans.iter().map(|e| e.key.clone()).collect();
     // Remember when each orphan was first seen; forget those no longer orphaned.
-    let first_seen: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "with forgotten as (
-             delete from sweep_sightings
-              where tenant_id = $1 and project_key = $2 and not (environment_key = any($3))
-         ), seen as (
-             insert into sweep_sightings (tenant_id, project_key, environment_key, first_seen_at)
-             select $1, $2, k, $4 from unnest($3::text[]) as k
-             on conflict (tenant_id, project_key, environment_key)
-             do update set first_seen_at = sweep_sightings.first_seen_at
-             returning environment_key, first_seen_at
-         )
-         select environment_key, first_seen_at from seen",
-    )
-    .bind(tenant.as_str())
-    .bind(project)
-    .bind(&orphan_keys)
-    .bind(now)
-    .fetch_all(&state.db)
-    .await?;
+    let first_seen =
+        sweeps::record_sightings(&state.db, tenant, project, &orphan_keys, now).await?;
     let sources = [settings.source_environment_key.as_str()];
     let mut deleted = 0;
     for env in orphans {
@@ -170,14 +154,7 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
                 event.environment_key = Some(key);
                 event.details = json!({"project_key": project, "reason": "carried this deployment's tags but had no live record"});
                 audit::record(&state.db, tenant, state.now(), event).await?;
-                sqlx::query(
-                    "delete from sweep_sightings where tenant_id = $1 and project_key = $2 and environment_key = $3",
-                )
-                .bind(tenant.as_str())
-                .bind(project)
-                .bind(key)
-                .execute(&state.db)
-                .await?;
+                sweeps::forget_sighting(&state.db, tenant, project, key).await?;
                 tracing::info!(tenant_id = %tenant, environment_key = %key, "sweeper deleted an unrecorded environment");
             }
             Err(e) => return retry(state, job, &e).await,

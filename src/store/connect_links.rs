@@ -34,15 +34,15 @@ pub async fn create_returning_to(
     OsRng.fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let expires_at = now + ttl;
-    sqlx::query(
+    sqlx::query!(
         "insert into connect_links (token_hash, tenant_id, created_at, expires_at, return_url)
          values ($1, $2, $3, $4, $5)",
+        hash_secret(&token),
+        tenant.as_str(),
+        now as DateTime<Utc>,
+        expires_at as DateTime<Utc>,
+        return_url,
     )
-    .bind(hash_secret(&token))
-    .bind(tenant.as_str())
-    .bind(now)
-    .bind(expires_at)
-    .bind(return_url)
     .execute(db)
     .await?;
     Ok((SecretString::from(token), expires_at))
@@ -71,20 +71,21 @@ pub async fn redeem_returning_to(
     token: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<Redeemed>> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "update connect_links l set used_at = $2
            from tenants t
           where l.token_hash = $1 and l.used_at is null and l.expires_at > $2
             and t.id = l.tenant_id and t.offboarding_at is null
          returning l.tenant_id, l.return_url",
+        hash_secret(token),
+        now as DateTime<Utc>,
     )
-    .bind(hash_secret(token))
-    .bind(now)
     .fetch_optional(db)
     .await?;
-    Ok(row.and_then(|(tenant, return_url)| {
-        TenantId::parse(&tenant)
-            .ok()
-            .map(|tenant| Redeemed { tenant, return_url })
+    Ok(row.and_then(|row| {
+        TenantId::parse(&row.tenant_id).ok().map(|tenant| Redeemed {
+            tenant,
+            return_url: row.return_url,
+        })
     }))
 }

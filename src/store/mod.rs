@@ -1,5 +1,15 @@
 //! Storage: one module per table family. Every function that touches a
-//! tenant's rows takes the tenant id and filters on it.
+//! tenant's rows takes the tenant id and filters on it. Every SQL statement
+//! of the application lives here, written with sqlx's compile-checked macros
+//! (offline data in `.sqlx/`; see the README on regenerating it).
+//!
+//! Timestamps: tower-sessions-sqlx-store turns on sqlx's `time` feature, and
+//! with it the macros map `timestamptz` to `time::OffsetDateTime`, not chrono.
+//! So timestamp columns carry an override (`"col: _"` in `query_as!`, the
+//! struct's field type; `"col: DateTime<Utc>"` in `query!`/`query_scalar!`)
+//! and timestamp arguments a cast (`now as DateTime<Utc>`). Such a cast skips
+//! the macro's check of that one argument's SQL type; everything else in the
+//! statement (columns, other arguments, nullability) stays checked.
 
 pub mod api_keys;
 pub mod audit;
@@ -7,10 +17,15 @@ pub mod connect_links;
 pub mod connections;
 pub mod environments;
 pub mod jobs;
+pub mod migrations;
+pub mod notify;
 pub mod outbox;
+pub mod ratelimits;
 pub mod rotation;
 pub mod settings;
+pub mod sweeps;
 pub mod tenants;
+mod types;
 
 use rand::RngCore;
 use rand::rngs::OsRng;
