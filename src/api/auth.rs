@@ -47,11 +47,18 @@ pub async fn require_api_key(
     if !api_keys::looks_like_key(presented) {
         return AppError::Unauthorized("malformed API key").into_response();
     }
-    match api_keys::authenticate(&state.db, presented, state.now()).await {
+    match api_keys::authenticate_cached(
+        &state.db,
+        &state.lifecycle.api_keys,
+        presented,
+        state.now(),
+    )
+    .await
+    {
         Ok(Some(key)) => {
             req.extensions_mut().insert(ApiCaller {
                 key_name: key.name,
-                tenant_scope: key.tenant_id.0,
+                tenant_scope: key.tenant,
             });
             next.run(req).await
         }

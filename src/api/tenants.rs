@@ -17,9 +17,10 @@ use crate::connections::revoke_if_oauth;
 use crate::error::{ApiJson, AppError, AppResult};
 use crate::store::audit;
 use crate::store::connect_links;
+use crate::ids::TenantId;
 use crate::store::connections::{self, ConnectionSummary};
-use crate::store::settings::{self, TenantSettings};
-use crate::store::tenants::{self, Tenant, Upserted};
+use crate::store::settings::TenantSettings;
+use crate::store::tenants::{self, TenantOverview, Upserted};
 use crate::store::{environments, jobs};
 use crate::web::return_url;
 
@@ -47,29 +48,36 @@ enum ConnectionView {
     Connected(ConnectionSummary),
 }
 
-async fn tenant_view(state: &AppState, tenant: Tenant) -> AppResult<TenantView> {
-    let connection = connections::get(&state.db, &tenant.id).await?;
-    let settings = settings::get(&state.db, &tenant.id).await?;
-    Ok(TenantView {
-        id: tenant.id.to_string(),
-        display_name: tenant.display_name,
-        offboarding: tenant.offboarding_at.is_some(),
-        connection: match connection {
-            Some(c) => ConnectionView::Connected(ConnectionSummary::from(&c)),
-            None => ConnectionView::NotConnected {
-                status: "not_connected",
+impl From<TenantOverview> for TenantView {
+    fn from(o: TenantOverview) -> Self {
+        let TenantOverview {
+            tenant,
+            connection,
+            settings,
+        } = o;
+        Self {
+            id: tenant.id.to_string(),
+            display_name: tenant.display_name,
+            offboarding: tenant.offboarding_at.is_some(),
+            connection: match connection {
+                Some(c) => ConnectionView::Connected(c),
+                None => ConnectionView::NotConnected {
+                    status: "not_connected",
+                },
             },
-        },
-        settings,
-        created_at: tenant.created_at,
-        updated_at: tenant.updated_at,
-    })
+            settings,
+            created_at: tenant.created_at,
+            updated_at: tenant.updated_at,
+        }
+    }
 }
 
-async fn load_tenant(state: &AppState, scope: &TenantScope) -> AppResult<Tenant> {
-    tenants::get(&state.db, &scope.tenant)
+/// The tenant as the API shows it: one query.
+async fn tenant_view(state: &AppState, tenant: &TenantId) -> AppResult<TenantView> {
+    tenants::overview(&state.db, tenant)
         .await?
-        .ok_or_else(|| crate::tenants::TenantError::NotFound(scope.tenant.clone()).into())
+        .map(TenantView::from)
+        .ok_or_else(|| crate::tenants::TenantError::NotFound(tenant.clone()).into())
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant))]
@@ -102,7 +110,7 @@ pub async fn put_tenant(
                 ));
             }
         };
-    Ok((status, Json(tenant_view(&state, tenant).await?)).into_response())
+    Ok((status, Json(tenant_view(&state, &tenant.id).await?)).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant))]
@@ -110,8 +118,7 @@ pub async fn get_tenant(
     State(state): State<AppState>,
     scope: TenantScope,
 ) -> AppResult<Json<TenantView>> {
-    let tenant = load_tenant(&state, &scope).await?;
-    Ok(Json(tenant_view(&state, tenant).await?))
+    Ok(Json(tenant_view(&state, &scope.tenant).await?))
 }
 
 /// Offboarding: with no live environments the tenant is forgotten at once

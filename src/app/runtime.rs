@@ -1,6 +1,6 @@
 //! Per-process lifecycle state: this replica's worker id and the wake-ups
 //! that Postgres notifications turn into (idle workers, webhook senders, and
-//! API calls waiting for one environment).
+//! API calls waiting for one environment), and the API keys it checked.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::store::api_keys::KeyCache;
 
 /// How often a waiting API call looks at its environment even without a
 /// notification (in case the notification connection was lost).
@@ -20,6 +22,8 @@ pub struct Runtime {
     pub(crate) jobs: Notify,
     pub(crate) outbox: Notify,
     waiters: Mutex<HashMap<Uuid, Weak<Notify>>>,
+    /// API keys this replica checked recently; revocations evict them.
+    pub api_keys: KeyCache,
 }
 
 impl Default for Runtime {
@@ -35,6 +39,7 @@ impl Runtime {
             jobs: Notify::new(),
             outbox: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
+            api_keys: KeyCache::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::environments::events;
 use crate::store::jobs::{self, Job};
-use crate::store::outbox;
+use crate::store::{notify, outbox};
 
 fn per_tenant(state: &AppState) -> i64 {
     let tuning = &state.config.lifecycle;
@@ -130,6 +130,7 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
         jobs::JOBS_CHANNEL,
         events::ENVIRONMENTS_CHANNEL,
         outbox::OUTBOX_CHANNEL,
+        notify::API_KEYS_CHANNEL,
     ];
     while !shutdown.is_cancelled() {
         let mut listener = match PgListener::connect_with(&state.db).await {
@@ -149,11 +150,19 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
                 () = shutdown.cancelled() => return,
             }
         }
+        // Revocations sent while no one listened were missed.
+        state.lifecycle.api_keys.clear();
         loop {
             tokio::select! {
                 received = listener.recv() => match received {
                     Ok(n) if n.channel() == jobs::JOBS_CHANNEL => state.lifecycle.jobs.notify_one(),
                     Ok(n) if n.channel() == outbox::OUTBOX_CHANNEL => state.lifecycle.outbox.notify_one(),
+                    Ok(n) if n.channel() == notify::API_KEYS_CHANNEL => {
+                        match uuid::Uuid::parse_str(n.payload()) {
+                            Ok(id) => state.lifecycle.api_keys.evict(id),
+                            Err(_) => state.lifecycle.api_keys.clear(),
+                        }
+                    }
                     Ok(n) => {
                         if let Ok(id) = uuid::Uuid::parse_str(n.payload()) {
                             state.lifecycle.environment_changed(id);

@@ -11,6 +11,10 @@ pub const JOBS_CHANNEL: &str = "ld_eaas_jobs";
 pub const OUTBOX_CHANNEL: &str = "ld_eaas_outbox";
 /// Carries changed environment ids to every replica's waiters.
 pub const ENVIRONMENTS_CHANNEL: &str = "ld_eaas_environments";
+/// Carries the id of an API key that was revoked or deleted, so every
+/// replica drops it from its cache. Sent by a trigger on `api_keys`
+/// (migration 0004), whatever path changed the row.
+pub const API_KEYS_CHANNEL: &str = "ld_eaas_api_keys";
 
 /// `pg_notify(channel, payload)`.
 pub async fn send<'e>(db: impl PgExecutor<'e>, channel: &str, payload: &str) -> sqlx::Result<()> {

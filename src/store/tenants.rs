@@ -2,6 +2,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
 use crate::ids::TenantId;
+use crate::store::connections::{AuthKind, ConnectionStatus, ConnectionSummary};
+use crate::store::settings::TenantSettings;
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -71,6 +73,97 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: &TenantId) -> sqlx::Result<Opt
     )
     .fetch_optional(db)
     .await
+}
+
+/// A tenant with what the API shows of its connection (never a token) and
+/// its settings.
+#[derive(Debug, Clone)]
+pub struct TenantOverview {
+    pub tenant: Tenant,
+    pub connection: Option<ConnectionSummary>,
+    pub settings: Option<TenantSettings>,
+}
+
+/// The tenant, its connection summary and its settings in one indexed query
+/// (both joined tables are keyed by the tenant id).
+pub async fn overview<'e>(
+    db: impl PgExecutor<'e>,
+    id: &TenantId,
+) -> sqlx::Result<Option<TenantOverview>> {
+    let Some(r) = sqlx::query!(
+        r#"select t.id as "id: TenantId", t.display_name, t.offboarding_at as "offboarding_at: DateTime<Utc>",
+                  t.created_at as "created_at: DateTime<Utc>", t.updated_at as "updated_at: DateTime<Utc>",
+                  c.status as "connection_status?: ConnectionStatus", c.auth_kind as "auth_kind?: AuthKind",
+                  c.account_id as "account_id?", c.account_label as "account_label?", c.scope as "scope?",
+                  c.access_expires_at as "access_expires_at?: DateTime<Utc>",
+                  c.connected_at as "connected_at?: DateTime<Utc>",
+                  s.project_key as "project_key?", s.source_environment_key as "source_environment_key?",
+                  s.name_template as "name_template?", s.color as "color?",
+                  s.default_ttl_seconds as "default_ttl_seconds?", s.key_prefix as "key_prefix?",
+                  s.updated_at as "settings_updated_at?: DateTime<Utc>"
+             from tenants t
+             left join connections c on c.tenant_id = t.id
+             left join tenant_settings s on s.tenant_id = t.id
+            where t.id = $1"#,
+        id.as_str(),
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(None);
+    };
+    // The not-null columns of each joined table tell whether it had a row.
+    let connection = match (r.connection_status, r.auth_kind, r.account_id, r.connected_at) {
+        (Some(status), Some(auth_kind), Some(account_id), Some(connected_at)) => {
+            Some(ConnectionSummary {
+                status,
+                auth_kind,
+                account_id,
+                account_label: r.account_label,
+                scope: r.scope,
+                access_expires_at: r.access_expires_at,
+                connected_at,
+            })
+        }
+        _ => None,
+    };
+    let settings = match (
+        r.project_key,
+        r.source_environment_key,
+        r.name_template,
+        r.color,
+        r.key_prefix,
+        r.settings_updated_at,
+    ) {
+        (
+            Some(project_key),
+            Some(source_environment_key),
+            Some(name_template),
+            Some(color),
+            Some(key_prefix),
+            Some(updated_at),
+        ) => Some(TenantSettings {
+            project_key,
+            source_environment_key,
+            name_template,
+            color,
+            default_ttl_seconds: r.default_ttl_seconds,
+            key_prefix,
+            updated_at,
+        }),
+        _ => None,
+    };
+    Ok(Some(TenantOverview {
+        tenant: Tenant {
+            id: r.id,
+            display_name: r.display_name,
+            offboarding_at: r.offboarding_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        connection,
+        settings,
+    }))
 }
 
 /// Marks the tenant as being offboarded. Returns false when it does not exist.

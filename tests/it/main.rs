@@ -6,6 +6,7 @@
 mod support;
 
 mod api_spec;
+mod auth_cache;
 mod connect;
 mod docs;
 mod foundation;
