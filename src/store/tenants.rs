@@ -113,7 +113,12 @@ pub async fn overview<'e>(
         return Ok(None);
     };
     // The not-null columns of each joined table tell whether it had a row.
-    let connection = match (r.connection_status, r.auth_kind, r.account_id, r.connected_at) {
+    let connection = match (
+        r.connection_status,
+        r.auth_kind,
+        r.account_id,
+        r.connected_at,
+    ) {
         (Some(status), Some(auth_kind), Some(account_id), Some(connected_at)) => {
             Some(ConnectionSummary {
                 status,

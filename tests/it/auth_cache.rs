@@ -136,9 +136,7 @@ async fn a_cached_key_keeps_working_and_keeps_its_scope_past_the_cache_lifetime(
         let (status, body) = app.api_as(key, Method::GET, "/tenants/mine", None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["id"], "mine");
-        let (status, body) = app
-            .api_as(key, Method::GET, "/tenants/theirs", None)
-            .await;
+        let (status, body) = app.api_as(key, Method::GET, "/tenants/theirs", None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         calls += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
