@@ -99,6 +99,14 @@ typed_id!(
 );
 
 typed_id!(
+    /// A LaunchDarkly feature flag key.
+    FlagKey,
+    "flag key",
+    "1-256 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+    r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,255}$"
+);
+
+typed_id!(
     /// A LaunchDarkly tag.
     Tag,
     "tag",

@@ -70,16 +70,17 @@ pub(super) async fn apply(
                 environment_key = %record.environment_key, adopted, "environment ready");
             "done"
         }
-        EnvOutcome::Failed(error) => {
+        EnvOutcome::Failed { error, code } => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, false, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, false, code, now)
+                    .await?;
             events::announce(
                 state,
                 &mut tx,
                 &record,
                 "system",
                 AuditAction::EnvironmentFailed,
-                json!({"generation": record.generation, "desired": record.desired, "error": error}),
+                json!({"generation": record.generation, "desired": record.desired, "error": error, "code": code}),
                 Some("environment.failed"),
             )
             .await?;
@@ -92,7 +93,8 @@ pub(super) async fn apply(
         }
         EnvOutcome::Refused(error) => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, true, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, true, None, now)
+                    .await?;
             events::announce(
                 state,
                 &mut tx,
