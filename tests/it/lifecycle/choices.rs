@@ -4,7 +4,7 @@
 
 use chrono::Duration as ChronoDuration;
 use ld_eaas::jobs::{run_due_jobs, sweeper};
-use ld_eaas::simulator::{DEMO_ACCOUNT, SimContext};
+use ld_eaas::simulator::{DEMO_ACCOUNT, Faults, SimContext};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -305,4 +305,57 @@ async fn malformed_choices_are_refused_at_once_and_change_nothing() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     }
     assert!(demo_envs(&sim).is_empty());
+}
+
+#[tokio::test]
+async fn a_flag_change_lost_on_the_way_back_is_finished_on_retry_without_repeating_it() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    // Retries wait on the app clock: move it with real time.
+    let _clock = ClockDriver::start(vec![app.clock.clone()]);
+    // The first flag change lands, but its answer is lost (a 5xx after the work).
+    sim.set_faults(Faults {
+        error_after_commit_rate: 1.0,
+        error_status: Some(503),
+        method: Some(Method::PATCH),
+        path_prefix: Some("/api/v2/flags/".to_owned()),
+        max_injections: Some(1),
+        ..Faults::default()
+    });
+    let flags = json!({"new-checkout": false, "search-ranking": "classic"});
+    let (status, body) = put_env(
+        &app,
+        "acme",
+        "pr-9",
+        "?wait=15",
+        Some(json!({"flags": flags})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = key_of(&body);
+    for c in demo_contexts() {
+        assert_eq!(served(&sim, "demo", &key, "new-checkout", &c), json!(false));
+        assert_eq!(
+            served(&sim, "demo", &key, "search-ranking", &c),
+            json!("classic")
+        );
+    }
+    let requests = sim.requests();
+    let count = |method: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    };
+    // The retry adopted the environment it had created, and changed each flag once.
+    assert_eq!(count("POST", "/api/v2/projects/demo/environments"), 2);
+    assert_eq!(count("PATCH", "/api/v2/flags/demo/new-checkout"), 1);
+    assert_eq!(count("PATCH", "/api/v2/flags/demo/search-ranking"), 1);
+    let patch = requests.iter().find(|r| r.method == "PATCH").unwrap();
+    assert!(
+        patch.headers["content-type"].contains("domain-model=launchdarkly.semanticpatch"),
+        "{:?}",
+        patch.headers
+    );
 }
