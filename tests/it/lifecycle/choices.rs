@@ -359,3 +359,62 @@ async fn a_flag_change_lost_on_the_way_back_is_finished_on_retry_without_repeati
         patch.headers
     );
 }
+
+#[tokio::test]
+async fn the_environments_page_shows_a_previews_project_and_flag_values() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    let body = json!({"project_key": "mobile-app", "source_environment_key": "beta",
+                      "flags": {"onboarding-flow": "short", "offline-mode": true}});
+    let (status, answer) = put_env(&app, "acme", "pr-3", "?wait=10", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let browser = crate::ui::browser_for(&app, "acme").await;
+    let res = browser.get(app.url("/environments")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Project <code>mobile-app</code>, cloned from <code>beta</code>"));
+    assert!(
+        html.contains("<code>offline-mode</code>&nbsp;=&nbsp;<code>true</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<code>onboarding-flow</code>&nbsp;=&nbsp;<code>&quot;short&quot;</code>")
+            || html
+                .contains("<code>onboarding-flow</code>&nbsp;=&nbsp;<code>&#34;short&#34;</code>")
+    );
+}
+
+#[tokio::test]
+async fn offboarding_deletes_a_previews_environment_in_its_own_project() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    let body = json!({"project_key": "mobile-app", "source_environment_key": "beta"});
+    let (status, answer) = put_env(&app, "acme", "pr-1", "?wait=10", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (_, in_demo) = put_env(&app, "acme", "pr-2", "?wait=10", None).await;
+    let (mobile_key, demo_key) = (key_of(&answer), key_of(&in_demo));
+    assert!(
+        sim.environment(DEMO_ACCOUNT, "mobile-app", &mobile_key)
+            .is_some()
+    );
+
+    let (status, body) = app.api(Method::DELETE, "/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    eventually(
+        std::time::Duration::from_secs(20),
+        "tenant forgotten",
+        || async { app.api(Method::GET, "/tenants/acme", None).await.0 == StatusCode::NOT_FOUND },
+    )
+    .await;
+    assert!(
+        sim.environment(DEMO_ACCOUNT, "mobile-app", &mobile_key)
+            .is_none()
+    );
+    assert!(sim.environment(DEMO_ACCOUNT, "demo", &demo_key).is_none());
+    assert!(
+        sim.environment(DEMO_ACCOUNT, "mobile-app", "beta")
+            .is_some()
+    );
+}
