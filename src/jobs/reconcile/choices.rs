@@ -176,6 +176,11 @@ async fn apply_flag(
             format!("could not set flag '{flag}': {e}"),
             attempts,
         )),
+        Err(CallError::Ld(LdError::Forbidden { message })) => Err(EnvOutcome::failed(format!(
+            "LaunchDarkly did not allow us to set flag '{flag}' (403 forbidden: {message}); the \
+             connected token needs updateOn, updateFallthrough, updateOffVariation, updateRules \
+             and updateTargets on proj/*:env/*;ld-eaas:flag/*"
+        ))),
         Err(e) => Err(classify(e, &format!("set flag '{flag}'"), attempts)),
     }
 }
