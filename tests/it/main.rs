@@ -5,6 +5,7 @@
 mod helpers;
 
 mod api_spec;
+mod assets;
 mod browser;
 mod browser_support;
 mod connect;
