@@ -411,6 +411,9 @@ async fn apply(
             tx.commit().await?;
             tracing::info!(tenant_id = %tenant, environment_key = %current.environment_key,
                 attempts = job.attempts, %run_at, error = %error, "will retry");
+            if let Retry::RateLimited { .. } = &retry {
+                wake_workers_at(state, run_at - now);
+            }
             if let Retry::RateLimited {
                 reset_at,
                 account_id: Some(account),
@@ -426,6 +429,20 @@ async fn apply(
         }
     };
     Ok(label)
+}
+
+/// Wakes this replica's workers when a job held for a rate limit falls due
+/// (and once more when the jobs spread after it do), instead of at their next
+/// poll: a window left idle for a poll interval is budget lost.
+fn wake_workers_at(state: &AppState, after: chrono::Duration) {
+    let runtime = state.lifecycle.clone();
+    let after = after.to_std().unwrap_or_default();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        runtime.jobs.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        runtime.jobs.notify_one();
+    });
 }
 
 /// Seals and stores what LaunchDarkly returned for a created environment.
