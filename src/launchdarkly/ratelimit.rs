@@ -9,9 +9,9 @@
 //!   the current window, takes one off *before* each request goes out and corrects it
 //!   from every answer. When nothing is left, requests are held until the reset
 //!   instant instead of being sent into a 429; a fresh window starts from the largest
-//!   budget seen so far. While the budget is unknown (the very first request of an
-//!   account, or after a 429), one request goes out alone and the others wait for its
-//!   answer. So a burst within the window needs no 429 at all.
+//!   budget seen so far (halved after a 429). While the budget is unknown (the very
+//!   first request of an account), one request goes out alone and the others wait for
+//!   its answer. So a burst within the window needs no 429 at all.
 //! - **Blocks** (shared): an exhausted bucket or a 429 is recorded in a
 //!   [`RateLimitStore`] so that replicas share it (a Postgres-backed store);
 //!   [`InMemoryRateLimitStore`] serves a single process.
@@ -189,7 +189,7 @@ struct Budget {
     /// requests already taken off; `None` while unknown.
     remaining: Option<i64>,
     /// The largest budget a window has shown: what a fresh window starts from.
-    /// Forgotten on a 429 (the limit may have dropped), relearned by one request.
+    /// Halved on a 429 (the limit may have dropped).
     capacity: Option<i64>,
     /// Requests sent and not answered yet.
     in_flight: u32,
@@ -269,10 +269,16 @@ impl Budget {
         self.tracked = Some(true);
         let remaining = remaining.max(0);
         if limited {
-            self.capacity = None;
-        } else {
-            self.capacity = self.capacity.max(Some(remaining + 1));
+            // Spent until the instant the 429 names, neither sooner nor later. The
+            // limit may have dropped: the next window starts from half the capacity
+            // (answers raise it again; forgetting it would send the next window's
+            // requests one at a time).
+            self.capacity = self.capacity.map(|c| (c / 2).max(1));
+            self.reset = Some(reset);
+            self.remaining = Some(0);
+            return;
         }
+        self.capacity = self.capacity.max(Some(remaining + 1));
         match self.reset {
             Some(known) if reset <= known + SAME_WINDOW_SLACK => {
                 self.reset = Some(known.max(reset));
@@ -288,9 +294,6 @@ impl Budget {
                 self.reset = Some(reset);
                 self.remaining = Some(self.remaining.map_or(remaining, |n| n.min(remaining)));
             }
-        }
-        if limited {
-            self.remaining = Some(0);
         }
     }
 }
@@ -758,6 +761,27 @@ mod tests {
                 .await;
         }
         assert_eq!(gate.acquire("a", ROUTE).await.err(), Some(at(1_004_000)));
+    }
+
+    #[tokio::test]
+    async fn a_429_holds_until_the_instant_it_names_even_inside_a_longer_window() {
+        let now = Arc::new(Mutex::new(1_000_000));
+        let gate = gate_on(now.clone());
+        send(&gate, "a", StatusCode::OK, &budget(50, 1_010_000)).await;
+        let refused = send(
+            &gate,
+            "a",
+            StatusCode::TOO_MANY_REQUESTS,
+            &budget(0, 1_000_150),
+        )
+        .await;
+        assert_eq!(refused, Some(at(1_000_150)));
+        assert_eq!(gate.acquire("a", ROUTE).await.err(), Some(at(1_000_150)));
+        *now.lock().unwrap_or_else(PoisonError::into_inner) = 1_000_200;
+        assert!(
+            gate.acquire("a", ROUTE).await.is_ok(),
+            "free again after the 429's reset, not at the window's"
+        );
     }
 
     #[tokio::test]
