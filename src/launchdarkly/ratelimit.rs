@@ -9,7 +9,7 @@
 //!   the current window, takes one off *before* each request goes out and corrects it
 //!   from every answer. When nothing is left, requests are held until the reset
 //!   instant instead of being sent into a 429; a fresh window starts from the largest
-//!   budget seen so far (halved after a 429). While the budget is unknown (the very
+//!   budget the last window showed. While the budget is unknown (the very
 //!   first request of an account), one request goes out alone and the others wait for
 //!   its answer. So a burst within the window needs no 429 at all.
 //! - **Blocks** (shared): an exhausted bucket or a 429 is recorded in a
@@ -189,8 +189,10 @@ struct Budget {
     /// requests already taken off; `None` while unknown.
     remaining: Option<i64>,
     /// The largest budget a window has shown: what a fresh window starts from.
-    /// Halved on a 429 (the limit may have dropped).
     capacity: Option<i64>,
+    /// The largest budget the current window has shown; becomes `capacity` when
+    /// the window ends, so a lowered limit is learned within one window.
+    window_best: Option<i64>,
     /// Requests sent and not answered yet.
     in_flight: u32,
 }
@@ -222,6 +224,9 @@ impl Budget {
         if self.reset.is_some_and(|reset| reset <= now) {
             // The window is over: a fresh one starts from the known capacity.
             self.reset = None;
+            if let Some(best) = self.window_best.take() {
+                self.capacity = Some(best);
+            }
             self.remaining = self.capacity;
         }
         // With nothing on its way that could tell us more, one request goes out.
@@ -269,16 +274,13 @@ impl Budget {
         self.tracked = Some(true);
         let remaining = remaining.max(0);
         if limited {
-            // Spent until the instant the 429 names, neither sooner nor later. The
-            // limit may have dropped: the next window starts from half the capacity
-            // (answers raise it again; forgetting it would send the next window's
-            // requests one at a time).
-            self.capacity = self.capacity.map(|c| (c / 2).max(1));
+            // Spent until the instant the 429 names, neither sooner nor later.
             self.reset = Some(reset);
             self.remaining = Some(0);
             return;
         }
         self.capacity = self.capacity.max(Some(remaining + 1));
+        self.window_best = self.window_best.max(Some(remaining + 1));
         match self.reset {
             Some(known) if reset <= known + SAME_WINDOW_SLACK => {
                 self.reset = Some(known.max(reset));
