@@ -279,9 +279,11 @@ pub async fn request_recreate(
     let request = stored_request(&present)?;
     let now = state.now();
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
-    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
+    // Environment rows before job rows (the lock order in `crate::store`):
+    // the new generation (and its new job) first, then the old one's job.
     let record =
         insert_generation(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
     events::announce(
         state,
         &mut tx,

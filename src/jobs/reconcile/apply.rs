@@ -25,11 +25,14 @@ pub(super) async fn apply(
     let tenant = &job.tenant_id;
     let now = state.now();
     let mut tx = state.db.begin().await?;
+    // The lock order (`crate::store`): the environment row first, then its
+    // job row. The API's transactions take them in that order too.
+    let current = environments::get_for_update(&mut tx, tenant, seen.id).await?;
     if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
         tracing::warn!(job_id = %job.id, "lost the job's lease before recording its outcome; another worker has it");
         return Ok("lost_lease");
     }
-    let Some(current) = environments::get_for_update(&mut tx, tenant, seen.id).await? else {
+    let Some(current) = current else {
         jobs::finish(&mut *tx, job.id, now).await?;
         tx.commit().await?;
         return Ok("done");

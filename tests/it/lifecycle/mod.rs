@@ -5,6 +5,7 @@
 
 mod api;
 mod convergence;
+mod locks;
 mod safety;
 mod settings;
 pub(crate) mod time;
