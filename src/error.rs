@@ -121,6 +121,18 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        // The database being out of reach is an outage (503), not a bug.
+        if matches!(
+            err,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+        ) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "database_unavailable",
+                message: "the database is unavailable; try again shortly".to_owned(),
+            };
+        }
         Self::Internal(anyhow::Error::new(err).context("database"))
     }
 }

@@ -160,8 +160,7 @@ impl Application {
         spawn_background(&state, &shutdown, &tasks);
         tracing::info!(address = %listener.local_addr()?, public_url = %state.config.public_url, "ld-eaas listening");
         let stop = shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
+        crate::server::serve(listener, router, state.config.server, stop.cancelled_owned())
             .await
             .context("serving HTTP")?;
         shutdown.cancel();
@@ -231,6 +230,7 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn(api::envelope::api_error_envelope))
         .with_state(state)
 }
 

@@ -9,6 +9,7 @@ mod browser;
 mod browser_support;
 mod connect;
 mod foundation;
+mod hardening;
 mod launchdarkly;
 mod lifecycle;
 mod openapi;
