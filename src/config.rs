@@ -461,8 +461,16 @@ mod tests {
                 "0",
                 "LD_EAAS_HEADER_TIMEOUT_SECONDS",
             ),
-            ("--body-timeout-seconds", "0", "LD_EAAS_BODY_TIMEOUT_SECONDS"),
-            ("--idle-timeout-seconds", "0", "LD_EAAS_IDLE_TIMEOUT_SECONDS"),
+            (
+                "--body-timeout-seconds",
+                "0",
+                "LD_EAAS_BODY_TIMEOUT_SECONDS",
+            ),
+            (
+                "--idle-timeout-seconds",
+                "0",
+                "LD_EAAS_IDLE_TIMEOUT_SECONDS",
+            ),
             ("--max-connections", "0", "LD_EAAS_MAX_CONNECTIONS"),
         ] {
             let err = args(&["--encryption-keys", &key, flag, value])

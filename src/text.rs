@@ -47,7 +47,14 @@ mod tests {
 
     #[test]
     fn nul_and_control_characters_are_refused_with_the_field_named() {
-        for bad in ["a\0b", "\u{1}", "tab\there", "line\nbreak", "del\u{7f}", "c1\u{85}"] {
+        for bad in [
+            "a\0b",
+            "\u{1}",
+            "tab\there",
+            "line\nbreak",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
             let err = check("display_name", bad).unwrap_err();
             assert_eq!(err.field, "display_name");
             assert!(err.to_string().starts_with("display_name "), "{err}");
@@ -57,7 +64,13 @@ mod tests {
 
     #[test]
     fn ordinary_text_in_any_script_is_accepted() {
-        for good in ["Acme Corp", "Préview {ephemeral_id}", "日本語", "emoji 🚀", ""] {
+        for good in [
+            "Acme Corp",
+            "Préview {ephemeral_id}",
+            "日本語",
+            "emoji 🚀",
+            "",
+        ] {
             assert!(check("name", good).is_ok(), "{good}");
         }
     }

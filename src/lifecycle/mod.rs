@@ -124,7 +124,13 @@ impl EnvironmentRequest {
     pub fn normalized(self) -> AppResult<Self> {
         let name = match self.name.as_deref().map(str::trim) {
             None => None,
-            Some(n) if n.is_empty() || self.name.as_ref().is_some_and(|raw| raw.chars().count() > MAX_NAME_CHARS) => {
+            Some(n)
+                if n.is_empty()
+                    || self
+                        .name
+                        .as_ref()
+                        .is_some_and(|raw| raw.chars().count() > MAX_NAME_CHARS) =>
+            {
                 return Err(AppError::invalid(format!(
                     "name must be 1-{MAX_NAME_CHARS} characters"
                 )));

@@ -73,8 +73,7 @@ pub async fn read_response(stream: &mut TcpStream, limit: Duration) -> Option<Ra
             if complete {
                 let len = length.unwrap_or(0);
                 let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-                let body =
-                    String::from_utf8_lossy(&buf[body_start..body_start + len]).into_owned();
+                let body = String::from_utf8_lossy(&buf[body_start..body_start + len]).into_owned();
                 return Some(RawResponse { status, head, body });
             }
         }

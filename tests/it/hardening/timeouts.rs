@@ -35,9 +35,7 @@ async fn a_client_that_stalls_half_way_through_its_headers_is_cut_off() {
         ..limits()
     })
     .await;
-    let mut stream = TcpStream::connect(socket_addr(&app.address))
-        .await
-        .unwrap();
+    let mut stream = TcpStream::connect(socket_addr(&app.address)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
@@ -51,9 +49,7 @@ async fn a_client_that_stalls_half_way_through_its_headers_is_cut_off() {
     );
 
     // A client that finishes in time is served on the same server.
-    let mut stream = TcpStream::connect(socket_addr(&app.address))
-        .await
-        .unwrap();
+    let mut stream = TcpStream::connect(socket_addr(&app.address)).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -71,9 +67,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
         ..limits()
     })
     .await;
-    let mut stream = TcpStream::connect(socket_addr(&app.address))
-        .await
-        .unwrap();
+    let mut stream = TcpStream::connect(socket_addr(&app.address)).await.unwrap();
     for _ in 0..2 {
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -82,12 +76,18 @@ async fn an_idle_keep_alive_connection_is_closed() {
         let answer = read_response(&mut stream, Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(answer.status, 200, "kept alive between requests: {answer:?}");
+        assert_eq!(
+            answer.status, 200,
+            "kept alive between requests: {answer:?}"
+        );
     }
     let closed = closed_within(&mut stream, Duration::from_secs(5))
         .await
         .expect("the idle connection is closed");
-    assert!(closed >= Duration::from_millis(800), "closed after {closed:?}");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "closed after {closed:?}"
+    );
 }
 
 #[tokio::test]
@@ -97,9 +97,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_in_the_envelope() {
         ..limits()
     })
     .await;
-    let mut stream = TcpStream::connect(socket_addr(&app.address))
-        .await
-        .unwrap();
+    let mut stream = TcpStream::connect(socket_addr(&app.address)).await.unwrap();
     let head = format!(
         "PUT /api/v1/tenants/slow HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"display_name\":",
@@ -117,10 +115,12 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_in_the_envelope() {
             .is_some(),
         "the connection is closed after a 408"
     );
-    let (status, _) = app
-        .api(reqwest::Method::GET, "/tenants/slow", None)
-        .await;
-    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "nothing was written");
+    let (status, _) = app.api(reqwest::Method::GET, "/tenants/slow", None).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::NOT_FOUND,
+        "nothing was written"
+    );
 }
 
 #[tokio::test]

@@ -49,7 +49,10 @@ async fn nul_and_control_characters_are_refused_with_the_field_named_and_nothing
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().starts_with("name "),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("name "),
         "{body}"
     );
     let (status, _) = app
@@ -66,8 +69,10 @@ async fn nul_and_control_characters_are_refused_with_the_field_named_and_nothing
         .api(
             Method::PUT,
             "/tenants/acme/settings",
-            Some(json!({"project_key": "demo", "source_environment_key": "staging",
-                        "name_template": "Preview\u{0} {ephemeral_id}"})),
+            Some(
+                json!({"project_key": "demo", "source_environment_key": "staging",
+                        "name_template": "Preview\u{0} {ephemeral_id}"}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -168,20 +173,25 @@ async fn the_source_list_answers_a_client_error_for_an_unknown_project() {
         let browser = browser.clone();
         let url = app.url("/settings/environments");
         async move {
+            // As the page's script asks.
             let res = browser
                 .get(url)
+                .header(reqwest::header::ACCEPT, "application/json")
                 .query(&[("project_key", project)])
                 .send()
                 .await
                 .unwrap();
             let status = res.status();
-            assert!(
-                res.headers()[CONTENT_TYPE]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("application/json")
-            );
-            (status, res.json::<serde_json::Value>().await.unwrap())
+            let json = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.to_str().unwrap().starts_with("application/json"));
+            let text = res.text().await.unwrap();
+            assert!(json, "{project}: {status} {text}");
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            )
         }
     };
     let (status, body) = get("no-such-project").await;
