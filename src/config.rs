@@ -514,6 +514,8 @@ mod tests {
         );
         assert!(!config.cookies_secure());
         assert_eq!(config.instance_tag(), "ld-eaas.default");
+        assert_eq!(config.server, crate::server::ServerLimits::default());
+        assert!(config.server.header_timeout <= Duration::from_secs(30));
         let material = key.split(':').nth(1).unwrap();
         assert!(!format!("{config:?}").contains(material));
         let raw = args(&[

@@ -33,7 +33,8 @@ use tower::ServiceExt;
 /// How long slow or idle clients may hold a connection, and how many may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// From the first byte a request's header is awaited until it is whole.
+    /// From when the connection awaits a request until its header is whole
+    /// (on a keep-alive connection this also bounds the silence between requests).
     pub header_timeout: Duration,
     /// From the end of the header until the body is whole.
     pub body_timeout: Duration,
