@@ -43,6 +43,7 @@ impl From<InvalidText> for AppError {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
