@@ -39,8 +39,11 @@ pub enum EnvironmentError {
     /// The request is malformed; the message says what to fix.
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("cursor is not one this API returned")]
+    #[error("cursor: 1-18 digits, the next_cursor of a page")]
     InvalidCursor,
+    /// A free-text field holds a character we refuse (NUL, control).
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::InvalidText),
     /// The tenant cannot get environments now (unknown, offboarding, not
     /// connected, no source chosen).
     #[error(transparent)]

@@ -9,6 +9,7 @@ mod api_spec;
 mod connect;
 mod docs;
 mod foundation;
+mod hardening;
 mod launchdarkly;
 mod lifecycle;
 mod private_postgres;
