@@ -17,7 +17,7 @@ use ld_eaas::config::ServeArgs;
 use ld_eaas::connections::{self, Connected};
 use ld_eaas::crypto::Keyring;
 use ld_eaas::ids::TenantId;
-use ld_eaas::lifecycle::settings::{self, SettingsInput};
+use ld_eaas::settings::{self, SettingsInput};
 use ld_eaas::simulator::{ApiTokenGrant, Simulator, SimulatorConfig};
 use ld_eaas::startup::Application;
 use secrecy::{ExposeSecret, SecretString};

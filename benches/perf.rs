@@ -18,13 +18,14 @@ use anyhow::{Context, bail};
 use axum::extract::{Path, State};
 use clap::Parser;
 use futures::StreamExt;
+use ld_eaas::app::AppState;
 use ld_eaas::clock::SystemClock;
 use ld_eaas::config::ServeArgs;
 use ld_eaas::connections::{self, Connected};
 use ld_eaas::crypto::Keyring;
 use ld_eaas::ids::TenantId;
 use ld_eaas::simulator::{ApiTokenGrant, Faults, RateLimitConfig, Simulator, SimulatorConfig};
-use ld_eaas::startup::{AppState, Application};
+use ld_eaas::startup::Application;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -413,6 +414,9 @@ impl Direct {
 }
 
 /// How long until the reset a 429 names (`X-Ratelimit-Reset`, else `Retry-After`).
+// A plain client against LaunchDarkly's epoch-millisecond reset: it reads
+// the wall clock, as the clients it stands for do.
+#[allow(clippy::disallowed_methods)]
 fn until_reset(headers: &reqwest::header::HeaderMap) -> Duration {
     let now = chrono::Utc::now().timestamp_millis();
     let reset = headers

@@ -29,6 +29,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// The whole product on loopback against the built-in LaunchDarkly
     /// simulator: prints a connect link, an API key and curl examples.
+    // Its database default is the demo's own, and `--help` says so.
+    #[command(mut_arg("database_url", |a| a.default_value(crate::demo::DEMO_DATABASE_URL)))]
     Demo(Box<crate::demo::DemoArgs>),
     /// Create the database if needed and apply migrations.
     Migrate(DatabaseArgs),
@@ -171,8 +173,8 @@ async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeysCommand::Create { name, tenant, db } => {
             let name = name.trim();
-            if name.is_empty() || name.len() > 100 {
-                anyhow::bail!("--name must be 1-100 characters");
+            if name.is_empty() || name.len() > 100 || name.chars().any(crate::text::is_refused) {
+                anyhow::bail!("--name must be 1-100 characters, none of them control characters");
             }
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
             let pool = pool(&db).await?;

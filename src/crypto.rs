@@ -46,6 +46,8 @@ pub enum CryptoError {
     UnknownKey(String),
     #[error("sealed value failed authentication (wrong key, tenant or column, or tampered)")]
     Authentication,
+    #[error("sealing a value failed")]
+    Seal,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,11 +142,12 @@ impl Keyring {
         tenant: &TenantId,
         column: SealedColumn,
         plaintext: &SecretString,
-    ) -> String {
+    ) -> Result<String, CryptoError> {
         let key = &self.keys[0];
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = associated_data(tenant, column);
-        // Encryption with a valid key and nonce cannot fail for in-memory buffers.
+        // Not expected with a valid key and an in-memory buffer; if it ever
+        // happens it is an error, never an empty ciphertext stored as a token.
         let ciphertext = key
             .cipher
             .encrypt(
@@ -154,13 +157,13 @@ impl Keyring {
                     aad: aad.as_bytes(),
                 },
             )
-            .unwrap_or_default();
-        format!(
+            .map_err(|_| CryptoError::Seal)?;
+        Ok(format!(
             "{FORMAT}.{}.{}.{}",
             key.id,
             URL_SAFE_NO_PAD.encode(nonce),
             URL_SAFE_NO_PAD.encode(ciphertext)
-        )
+        ))
     }
 
     pub fn open(
@@ -203,7 +206,7 @@ impl Keyring {
         sealed: &str,
     ) -> Result<String, CryptoError> {
         let plaintext = self.open(tenant, column, sealed)?;
-        Ok(self.seal(tenant, column, &plaintext))
+        self.seal(tenant, column, &plaintext)
     }
 }
 
@@ -262,11 +265,13 @@ mod tests {
     #[test]
     fn a_sealed_value_round_trips_and_hides_the_plaintext() {
         let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
-        let sealed = ring.seal(
-            &tenant("t1"),
-            SealedColumn::AccessToken,
-            &secret("api-token-123"),
-        );
+        let sealed = ring
+            .seal(
+                &tenant("t1"),
+                SealedColumn::AccessToken,
+                &secret("api-token-123"),
+            )
+            .unwrap();
         assert!(!sealed.contains("api-token-123"));
         assert!(sealed.starts_with("v1.k1."));
         let opened = ring
@@ -278,8 +283,12 @@ mod tests {
     #[test]
     fn sealing_twice_uses_a_fresh_nonce() {
         let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
-        let a = ring.seal(&tenant("t1"), SealedColumn::SdkKey, &secret("same"));
-        let b = ring.seal(&tenant("t1"), SealedColumn::SdkKey, &secret("same"));
+        let a = ring
+            .seal(&tenant("t1"), SealedColumn::SdkKey, &secret("same"))
+            .unwrap();
+        let b = ring
+            .seal(&tenant("t1"), SealedColumn::SdkKey, &secret("same"))
+            .unwrap();
         assert_ne!(a, b);
     }
 
@@ -287,7 +296,9 @@ mod tests {
     fn a_wrong_key_fails_to_open() {
         let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
         let other = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
-        let sealed = ring.seal(&tenant("t1"), SealedColumn::AccessToken, &secret("s"));
+        let sealed = ring
+            .seal(&tenant("t1"), SealedColumn::AccessToken, &secret("s"))
+            .unwrap();
         assert_eq!(
             other
                 .open(&tenant("t1"), SealedColumn::AccessToken, &sealed)
@@ -306,11 +317,13 @@ mod tests {
     #[test]
     fn a_tampered_byte_fails_to_open() {
         let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
-        let sealed = ring.seal(
-            &tenant("t1"),
-            SealedColumn::AccessToken,
-            &secret("secret-value"),
-        );
+        let sealed = ring
+            .seal(
+                &tenant("t1"),
+                SealedColumn::AccessToken,
+                &secret("secret-value"),
+            )
+            .unwrap();
         let (head, ct) = sealed.rsplit_once('.').unwrap();
         let mut bytes = URL_SAFE_NO_PAD.decode(ct).unwrap();
         bytes[0] ^= 0x01;
@@ -325,7 +338,9 @@ mod tests {
     #[test]
     fn another_tenant_or_column_fails_to_open() {
         let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
-        let sealed = ring.seal(&tenant("t1"), SealedColumn::AccessToken, &secret("s"));
+        let sealed = ring
+            .seal(&tenant("t1"), SealedColumn::AccessToken, &secret("s"))
+            .unwrap();
         assert!(
             ring.open(&tenant("t2"), SealedColumn::AccessToken, &sealed)
                 .is_err()
@@ -341,7 +356,9 @@ mod tests {
         let old = Keyring::generate_spec("old");
         let new = Keyring::generate_spec("new");
         let before = Keyring::parse(&old).unwrap();
-        let sealed_old = before.seal(&tenant("t"), SealedColumn::SdkKey, &secret("x"));
+        let sealed_old = before
+            .seal(&tenant("t"), SealedColumn::SdkKey, &secret("x"))
+            .unwrap();
         let both = Keyring::parse(&format!("{new},{old}")).unwrap();
         assert_eq!(both.current_key_id(), "new");
         assert!(both.needs_reseal(&sealed_old));

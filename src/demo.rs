@@ -4,21 +4,24 @@
 //! command prints how to use them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditAction, event as audit_event};
 use crate::clock::SharedClock;
 use crate::config::ServeArgs;
 use crate::crypto::Keyring;
 use crate::ids::TenantId;
+use crate::pgtemp::{self, PgTemp, ServerBinaries};
 use crate::simulator::{
     ApiTokenGrant, DEMO_PROJECT, OAuthClientRegistration, Simulator, SimulatorConfig,
 };
 use crate::startup::Application;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit;
 use crate::store::{api_keys, connect_links, random_alphanumeric, tenants};
 
 /// The OAuth client the demo registers on its simulator.
@@ -43,6 +46,14 @@ pub struct DemoArgs {
     /// The demo tenant's id; it is set up afresh on every start.
     #[arg(long, env = "LD_EAAS_DEMO_TENANT", default_value = "demo")]
     pub tenant: String,
+    /// Where the demo keeps its data when DATABASE_URL is not set. When no
+    /// server there lets it in, the demo runs on a private PostgreSQL.
+    #[arg(long, hide = true, default_value = DEMO_DATABASE_URL)]
+    pub default_database_url: String,
+    /// Where to look for PostgreSQL's server binaries; the usual places and
+    /// PATH when unset.
+    #[arg(skip)]
+    pub postgres_bin_dirs: Option<Vec<PathBuf>>,
 }
 
 /// What the demo made, for the instructions.
@@ -57,6 +68,8 @@ pub struct DemoInfo {
     /// An API access token the simulator accepts (writer role).
     pub launchdarkly_api_token: String,
     pub generated_encryption_key: bool,
+    /// Which database the demo runs on, for people (no password).
+    pub database: String,
 }
 
 /// A started demo: serve it with [`Demo::run_until_stopped`].
@@ -64,6 +77,9 @@ pub struct Demo {
     pub app: Application,
     pub simulator: Simulator,
     pub info: DemoInfo,
+    /// The private PostgreSQL the demo started, if it did: stopped and
+    /// removed after the app stops (or when this is dropped).
+    pub database: Option<PgTemp>,
 }
 
 impl Demo {
@@ -72,10 +88,38 @@ impl Demo {
         let tenant = TenantId::parse(&args.tenant).context("--tenant")?;
         let mut serve = args.serve;
         // The demo resets its tenant on every start: unless told otherwise it
-        // keeps to a database of its own, never the one `serve` uses.
-        if serve.database_url == crate::config::DEFAULT_DATABASE_URL {
-            serve.database_url = DEMO_DATABASE_URL.to_owned();
+        // keeps to a database of its own, never the one `serve` uses, and
+        // to a private server when no server at the default lets it in.
+        let mut private = None;
+        // (`demo --help` shows DEMO_DATABASE_URL as the default, so either
+        // spelling of "not set" counts.)
+        if serve.database_url == crate::config::DEFAULT_DATABASE_URL
+            || serve.database_url == DEMO_DATABASE_URL
+        {
+            serve.database_url = args.default_database_url.clone();
+            if let Err(why) = pgtemp::check_server(&serve.database_url).await {
+                tracing::info!("{why}: starting a private PostgreSQL for the demo");
+                let dirs = args.postgres_bin_dirs.clone();
+                let started = tokio::task::spawn_blocking(move || match dirs {
+                    Some(dirs) => PgTemp::start_with(ServerBinaries::find_in(&dirs)?),
+                    None => PgTemp::start(),
+                })
+                .await
+                .context("starting a private PostgreSQL")?
+                .with_context(|| format!("{why}"))?;
+                serve.database_url = started.url("ld_eaas_demo");
+                private = Some(started);
+            }
         }
+        let database = match &private {
+            Some(server) => format!(
+                "{} ({})",
+                pgtemp::display_url(&serve.database_url),
+                server.describe()
+            ),
+            None => pgtemp::display_url(&serve.database_url),
+        };
+        tracing::info!(database = %database, "demo database");
         let app_listener = TcpListener::bind(&serve.listen)
             .await
             .with_context(|| format!("LD_EAAS_LISTEN: could not bind {}", serve.listen))?;
@@ -140,7 +184,7 @@ impl Demo {
                 &state.db,
                 &tenant,
                 now,
-                NewAuditEvent::new("system", "tenant.created"),
+                audit_event("system", AuditAction::TenantCreated),
             )
             .await?;
         }
@@ -162,19 +206,32 @@ impl Demo {
             api_key: api_key.expose_secret().to_owned(),
             launchdarkly_api_token,
             generated_encryption_key,
+            database,
         };
         Ok(Self {
             app,
             simulator,
             info,
+            database: private,
         })
     }
 
-    /// Serves until the app's shutdown token fires, then stops the simulator.
+    /// Serves until the app's shutdown token fires, then stops the simulator
+    /// and the private PostgreSQL, if the demo started one.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { app, simulator, .. } = self;
+        let Self {
+            app,
+            simulator,
+            database,
+            ..
+        } = self;
         let served = app.run_until_stopped().await;
         simulator.shutdown().await;
+        if let Some(database) = database {
+            let dir = database.dir().display().to_string();
+            let _ = tokio::task::spawn_blocking(move || database.stop()).await;
+            tracing::info!(dir = %dir, "private PostgreSQL stopped and removed");
+        }
         served
     }
 }
@@ -191,6 +248,7 @@ impl DemoInfo {
             "\n{line}\n ld-eaas demo: the app at {app}, LaunchDarkly simulated at {}\n{line}\n\n",
             self.simulator_url
         ));
+        out.push_str(&format!("Database: {}\n\n", self.database));
         out.push_str(&format!(
             "1. Open the connect link (works once, until {}; rerun the demo for a new one):\n\n   {}\n\n",
             self.connect_expires_at.format("%H:%M UTC"),

@@ -61,47 +61,174 @@
       });
     }
 
+    // Fields as the form shows them, top to bottom (the error summary
+    // follows this order too).
+    var FIELDS = ["project_key", "source_environment_key", "name_template", "key_prefix", "color", "ttl_value"];
+    // Fields changed since the page was rendered: a problem the server
+    // reported on one of them (e.g. from LaunchDarkly) may no longer hold.
+    var dirty = {};
+    var badge = document.getElementById("saved-badge");
+    function setBadge(label, tone) {
+      if (!badge) return;
+      badge.textContent = label;
+      badge.className = "badge badge-" + tone;
+    }
+
+    function describedBy(input, id, on) {
+      var ids = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (x) {
+        return x && x !== id;
+      });
+      if (on) ids.push(id);
+      input.setAttribute("aria-describedby", ids.join(" "));
+    }
+
+    // Shows the live check's problems next to their fields, keeps the
+    // server's problems on fields not touched since, and rebuilds the error
+    // summary (in field order) from what is shown.
+    function showFieldErrors(errors) {
+      var byField = {};
+      errors.forEach(function (e) {
+        if (!(e[0] in byField)) byField[e[0]] = e[1];
+      });
+      FIELDS.forEach(function (field) {
+        var input = form.querySelector("#" + field);
+        if (!input) return;
+        var id = field + "-error";
+        var shown = document.getElementById(id);
+        var message = byField[field];
+        if (message) {
+          if (!shown) {
+            shown = document.createElement("p");
+            shown.className = "field-error";
+            shown.id = id;
+            var box = input.closest(".field");
+            var button = box.querySelector("button");
+            box.insertBefore(shown, button && button.parentNode === box ? button : null);
+          }
+          shown.textContent = message;
+          shown.setAttribute("data-live", "true");
+          input.setAttribute("aria-invalid", "true");
+          describedBy(input, id, true);
+        } else if (shown && (shown.hasAttribute("data-live") || dirty[field])) {
+          shown.remove();
+          input.setAttribute("aria-invalid", "false");
+          describedBy(input, id, false);
+        }
+      });
+      updateSummary();
+    }
+
+    function updateSummary() {
+      var summary = document.getElementById("error-summary");
+      var items = [];
+      FIELDS.forEach(function (field) {
+        var shown = document.getElementById(field + "-error");
+        if (shown) items.push([field, shown.textContent]);
+      });
+      if (!summary) {
+        refreshBadge();
+        return;
+      }
+      var list = summary.querySelector("ul");
+      Array.prototype.forEach.call(list.querySelectorAll("li[data-field]"), function (li) { li.remove(); });
+      items.forEach(function (item) {
+        var li = document.createElement("li");
+        li.setAttribute("data-field", item[0]);
+        var a = document.createElement("a");
+        a.href = "#" + item[0];
+        a.textContent = item[1];
+        li.appendChild(a);
+        list.appendChild(li);
+      });
+      var left = list.querySelectorAll("li").length;
+      if (!left) {
+        summary.remove();
+      } else {
+        summary.querySelector("h2").textContent = "Please fix " + (left === 1 ? "this problem" : "these problems") + " before saving";
+      }
+      refreshBadge();
+    }
+
+    // Never "Saved" beside problems or unsaved changes.
+    function refreshBadge() {
+      if (document.getElementById("error-summary") || form.querySelector(".field-error")) {
+        setBadge("Not saved", "bad");
+      } else if (Object.keys(dirty).length) {
+        setBadge("Unsaved changes", "warn");
+      }
+    }
+
+    function showPreview(p) {
+      var fields = document.getElementById("preview-fields");
+      var problem = document.getElementById("preview-problem");
+      if (fields) fields.hidden = !p;
+      if (problem) problem.hidden = !!p;
+      if (!p) return;
+      setText("preview-key", p.environment_key);
+      setText("preview-name", p.environment_name);
+      setText("preview-project", p.project_key || "—");
+      setText("preview-source", p.source_environment_key || "—");
+      setText("preview-expires", p.expires);
+      var tags = document.getElementById("preview-tags");
+      if (tags) {
+        tags.textContent = "";
+        p.tags.forEach(function (t) {
+          var span = document.createElement("span");
+          span.className = "tag";
+          span.textContent = t;
+          tags.appendChild(span);
+        });
+      }
+      var swatch = document.getElementById("preview-swatch");
+      if (swatch && /^[0-9a-fA-F]{6}$/.test(p.color)) {
+        swatch.src = "data:image/svg+xml," + encodeURIComponent(
+          "<svg xmlns='http://www.w3.org/2000/svg' width='16' height='16'><rect width='16' height='16' rx='4' fill='#" + p.color + "'/></svg>");
+      }
+    }
+
     var timer = null;
+    var asked = 0;
     function updatePreview() {
       var data = new FormData(form);
       data.delete("csrf_token");
       data.delete("intent");
       var query = new URLSearchParams(data).toString();
+      var mine = ++asked;
       getJson("/settings/preview?" + query).then(function (r) {
-        if (!r.ok || !r.body.preview) return;
-        var p = r.body.preview;
-        setText("preview-key", p.environment_key);
-        setText("preview-name", p.environment_name);
-        setText("preview-project", p.project_key || "—");
-        setText("preview-source", p.source_environment_key || "—");
-        setText("preview-expires", p.expires);
-        var tags = document.getElementById("preview-tags");
-        if (tags) {
-          tags.textContent = "";
-          p.tags.forEach(function (t) {
-            var span = document.createElement("span");
-            span.className = "tag";
-            span.textContent = t;
-            tags.appendChild(span);
-          });
-        }
-        var swatch = document.getElementById("preview-swatch");
-        if (swatch && /^[0-9a-fA-F]{6}$/.test(p.color)) {
-          swatch.src = "data:image/svg+xml," + encodeURIComponent(
-            "<svg xmlns='http://www.w3.org/2000/svg' width='16' height='16'><rect width='16' height='16' rx='4' fill='#" + p.color + "'/></svg>");
+        if (mine !== asked) return; // a newer answer is on its way
+        if (r.ok && r.body.preview) {
+          showFieldErrors([]);
+          showPreview(r.body.preview);
+        } else if (r.body && r.body.errors) {
+          // 422: the draft has problems; say so now, not on save.
+          showFieldErrors(r.body.errors);
+          showPreview(null);
         }
       }).catch(function () { /* the server-rendered preview stays */ });
     }
-    form.addEventListener("input", function () {
+    function edited(e) {
+      if (e.target && e.target.name) dirty[e.target.name === "ttl_unit" ? "ttl_value" : e.target.name] = true;
+      refreshBadge();
+    }
+    form.addEventListener("input", function (e) {
+      edited(e);
       clearTimeout(timer);
       timer = setTimeout(updatePreview, 250);
     });
     form.addEventListener("change", function (e) {
+      edited(e);
       if (e.target !== project) updatePreview();
     });
 
     var summary = document.getElementById("error-summary");
     if (summary) summary.focus();
+  }
+
+  // A refused API token: the form is open again, ready for another try.
+  function setupTokenRetry() {
+    var retry = document.querySelector("#api-token[data-retry]");
+    var input = retry && retry.querySelector("#api_token");
+    if (input) input.focus();
   }
 
   function setText(id, text) {
@@ -177,61 +304,170 @@
     });
   }
 
-  // While an environment is being created or deleted, fetch the page again
-  // every few seconds and swap in what changed: the rows whose status moved
-  // on, or the whole list when environments came or went.
-  function setupPolling() {
+  // The environments page stays live while it is open and visible: it asks
+  // the cheap /environments/version (a conditional request, answered 304
+  // while nothing changed) and, when the list changed, fetches the page and
+  // merges in rows that appeared, changed or went. Rows in use (an open
+  // confirmation, revealed keys, focus) are left alone until they are not.
+  function setupLive() {
     var region = document.getElementById("environments-region");
-    var table = document.getElementById("environments");
-    if (!region || !table || table.getAttribute("data-busy") !== "true") return;
-    var url = new URL(window.location.href);
-    url.searchParams.set("poll", "1");
+    if (!region) return;
+    var here = new URL(window.location.href);
+    var pageUrl = new URL(here.toString());
+    pageUrl.searchParams.set("poll", "1");
+    var versionUrl = new URL("/environments/version", here);
+    ["cursor", "show"].forEach(function (name) {
+      var value = here.searchParams.get(name);
+      if (value) versionUrl.searchParams.set(name, value);
+    });
+    var version = region.getAttribute("data-version") || "";
+    var timer = null;
+    var failures = 0;
     var rounds = 0;
-    function rowIds(root) {
-      return Array.prototype.map.call(root.querySelectorAll("tr.env-row"), function (r) {
-        return r.getAttribute("data-ephemeral-id") + "/" + (r.getAttribute("data-status") === "deleted");
-      }).join("\n");
+
+    function busy() {
+      var table = document.getElementById("environments");
+      return !!table && table.getAttribute("data-busy") === "true";
     }
-    function tick() {
-      rounds += 1;
-      fetch(url.toString(), { credentials: "same-origin" })
+    function schedule(ms) {
+      clearTimeout(timer);
+      timer = null;
+      if (document.visibilityState === "hidden") return; // resumed when shown
+      timer = setTimeout(tick, ms);
+    }
+    function next() {
+      if (failures) return Math.min(30000, 5000 * failures);
+      return busy() ? 1500 : 4000;
+    }
+    function rowKey(row) {
+      return row.getAttribute("data-ephemeral-id") + "/" + row.getAttribute("data-key");
+    }
+    function inUse(row) {
+      return !!(row.querySelector("details[open]") || row.querySelector(".keys") ||
+        row.contains(document.activeElement));
+    }
+    function announce(text) {
+      var status = document.getElementById("live-status");
+      if (status) status.textContent = text;
+    }
+
+    // Returns false when a row in use kept an older state.
+    function merge(doc) {
+      var fresh = doc.getElementById("environments-region");
+      if (!fresh) return true;
+      var current = document.getElementById("environments-region");
+      var table = document.getElementById("environments");
+      var freshTable = doc.getElementById("environments");
+      if (!table || !freshTable) {
+        current.replaceWith(document.importNode(fresh, true));
+        announce("The list of environments was updated.");
+        return true;
+      }
+      var complete = true;
+      var added = 0;
+      var body = table.tBodies[0];
+      var byKey = {};
+      Array.prototype.forEach.call(body.querySelectorAll("tr.env-row"), function (row) {
+        byKey[rowKey(row)] = row;
+      });
+      var wanted = Array.prototype.map.call(freshTable.tBodies[0].querySelectorAll("tr.env-row"), function (row) {
+        var mine = byKey[rowKey(row)];
+        if (mine && mine.getAttribute("data-version") === row.getAttribute("data-version")) return mine;
+        if (mine && inUse(mine)) {
+          complete = false;
+          return mine;
+        }
+        if (!mine) added += 1;
+        return document.importNode(row, true);
+      });
+      // Rows that went first, then the rest in order: rows that stay never
+      // move, so focus and open confirmations are kept.
+      Array.prototype.forEach.call(body.querySelectorAll("tr.env-row"), function (row) {
+        if (wanted.indexOf(row) < 0) {
+          if (inUse(row) && row.contains(document.activeElement)) complete = false;
+          row.remove();
+        }
+      });
+      wanted.forEach(function (row, i) {
+        var at = body.children[i];
+        if (at === row) return;
+        var mine = byKey[rowKey(row)];
+        if (mine && mine !== row && mine.parentNode === body) {
+          body.replaceChild(row, mine);
+        } else {
+          body.insertBefore(row, at || null);
+        }
+      });
+      table.setAttribute("data-busy", freshTable.getAttribute("data-busy"));
+      var pager = current.querySelector("nav.pager");
+      var freshPager = fresh.querySelector("nav.pager");
+      if (pager && freshPager) pager.replaceWith(document.importNode(freshPager, true));
+      var note = document.getElementById("not-connected-note");
+      var freshNote = doc.getElementById("not-connected-note");
+      if (note && !freshNote) note.remove();
+      if (!note && freshNote) current.insertBefore(document.importNode(freshNote, true), current.firstChild);
+      if (added) announce(added === 1 ? "A new environment appeared." : added + " new environments appeared.");
+      return complete;
+    }
+
+    function refresh() {
+      return fetch(pageUrl.toString(), { credentials: "same-origin", cache: "no-store" })
         .then(function (res) { return res.ok ? res.text() : Promise.reject(res.status); })
         .then(function (html) {
           var doc = new DOMParser().parseFromString(html, "text/html");
-          var freshRegion = doc.getElementById("environments-region");
-          if (!freshRegion) return false;
-          var current = document.getElementById("environments");
-          var fresh = doc.getElementById("environments");
-          if (!current || !fresh || rowIds(current) !== rowIds(fresh)) {
-            var replacement = document.importNode(freshRegion, true);
-            document.getElementById("environments-region").replaceWith(replacement);
-          } else {
-            var freshRows = fresh.querySelectorAll("tr.env-row");
-            Array.prototype.forEach.call(current.querySelectorAll("tr.env-row"), function (row, i) {
-              var next = freshRows[i];
-              var inUse = row.querySelector("details[open]") || row.querySelector(".keys");
-              if (next && !inUse && next.getAttribute("data-status") !== row.getAttribute("data-status")) {
-                row.replaceWith(document.importNode(next, true));
-              }
-            });
-            current.setAttribute("data-busy", fresh.getAttribute("data-busy"));
-          }
-          return fresh !== null && fresh.getAttribute("data-busy") === "true";
-        })
-        .then(function (busy) {
-          if (busy && rounds < 300) setTimeout(tick, 1500);
-        })
-        .catch(function () {
-          if (rounds < 300) setTimeout(tick, 5000);
+          var fresh = doc.getElementById("environments-region");
+          var complete = merge(doc);
+          // A row kept back makes the next round look again.
+          version = complete && fresh ? fresh.getAttribute("data-version") || "" : "";
+          var region = document.getElementById("environments-region");
+          if (region && fresh) region.setAttribute("data-version", fresh.getAttribute("data-version") || "");
         });
     }
-    setTimeout(tick, 1000);
+
+    function tick() {
+      rounds += 1;
+      // A page left open all day stops asking after about eight hours.
+      if (rounds > 7200) return;
+      fetch(versionUrl.toString(), {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: { Accept: "application/json", "If-None-Match": '"' + version + '"' },
+      })
+        .then(function (res) {
+          if (res.status === 304) return null;
+          if (!res.ok) return Promise.reject(res.status);
+          return res.json();
+        })
+        .then(function (body) {
+          if (body && body.version !== version) return refresh();
+          return null;
+        })
+        .then(function () {
+          failures = 0;
+          schedule(next());
+        })
+        .catch(function () {
+          failures += 1;
+          schedule(next());
+        });
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") {
+        schedule(0);
+      } else {
+        clearTimeout(timer);
+        timer = null;
+      }
+    });
+    schedule(next());
   }
 
   ready(function () {
     setupSettings();
+    setupTokenRetry();
     setupReveal();
     setupCopy();
-    setupPolling();
+    setupLive();
   });
 })();

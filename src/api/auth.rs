@@ -9,9 +9,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::app::AppState;
 use crate::error::AppError;
 use crate::ids::TenantId;
-use crate::startup::AppState;
 use crate::store::api_keys;
 
 /// The authenticated caller of an API route.

@@ -13,12 +13,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::TenantScope;
-use crate::error::{ApiPath, ApiQuery, AppError, AppResult};
-use crate::ids::EphemeralId;
-use crate::lifecycle::{
+use crate::app::AppState;
+use crate::environments::{
     self, EnvironmentRecord, EnvironmentRequest, EnvironmentStatus, EnvironmentView, ListQuery,
 };
-use crate::startup::AppState;
+use crate::error::{ApiPath, ApiQuery, AppError, AppResult, envelope};
+use crate::ids::EphemeralId;
+use crate::pagination;
 use crate::store::audit;
 
 #[derive(Debug, Deserialize)]
@@ -112,28 +113,28 @@ fn optional_body<T: DeserializeOwned + Default>(headers: &HeaderMap, body: &Byte
 /// An environment as the API shows it, SDK keys included once it is ready.
 fn view(state: &AppState, record: &EnvironmentRecord) -> AppResult<EnvironmentView> {
     let keys = if record.status == EnvironmentStatus::Ready {
-        lifecycle::reveal_keys(state, record)?
+        environments::reveal_keys(state, record)?
     } else {
         None
     };
     Ok(EnvironmentView::new(state, record, keys.as_ref()))
 }
 
-fn failed(record: &EnvironmentRecord, view: EnvironmentView, code: &'static str) -> Response {
+/// A failed generation: `status`, `code` and its `last_error`, with the
+/// environment.
+fn failed(
+    record: &EnvironmentRecord,
+    view: EnvironmentView,
+    status: StatusCode,
+    code: &'static str,
+) -> Response {
     let message = record
         .last_error
         .clone()
         .unwrap_or_else(|| "the environment could not be made".to_owned());
-    let status = if code == "environment_protected" {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}, "environment": view})),
-    )
-        .into_response()
+    let mut body = envelope(code, &message);
+    body["environment"] = json!(view);
+    (status, Json(body)).into_response()
 }
 
 /// 201 created and ready, 200 already there, 202 still pending, 422 failed.
@@ -147,7 +148,7 @@ pub async fn put_environment(
 ) -> AppResult<Response> {
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
-    let ensured = lifecycle::ensure_environment(
+    let ensured = environments::ensure_environment(
         &state,
         &scope.tenant,
         &ephemeral_id,
@@ -155,14 +156,19 @@ pub async fn put_environment(
         &scope.caller.actor(),
     )
     .await?;
-    let record = lifecycle::wait_until_settled(&state, ensured.record, timeout).await?;
+    let record = environments::wait_until_settled(&state, ensured.record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready if ensured.created => {
             (StatusCode::CREATED, Json(body)).into_response()
         }
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
-        EnvironmentStatus::Failed => failed(&record, body, "environment_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -174,7 +180,7 @@ pub async fn get_environment(
     ApiPath(path): ApiPath<EnvironmentPath>,
 ) -> AppResult<Json<EnvironmentView>> {
     let ephemeral_id = path.ephemeral_id()?;
-    let record = lifecycle::get_environment(&state, &scope.tenant, &ephemeral_id)
+    let record = environments::get_environment(&state, &scope.tenant, &ephemeral_id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no environment '{ephemeral_id}'")))?;
     Ok(Json(view(&state, &record)?))
@@ -191,19 +197,24 @@ pub async fn delete_environment(
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
     let Some(record) =
-        lifecycle::request_delete(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
+        environments::request_delete(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
+    let record = environments::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Deleted => StatusCode::NO_CONTENT.into_response(),
         EnvironmentStatus::Failed if record.refused => {
-            failed(&record, body, "environment_protected")
+            failed(&record, body, StatusCode::CONFLICT, "environment_protected")
         }
-        EnvironmentStatus::Failed => failed(&record, body, "environment_delete_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_delete_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -219,13 +230,18 @@ pub async fn recreate_environment(
     let ephemeral_id = path.ephemeral_id()?;
     let timeout = query.timeout(&state)?;
     let record =
-        lifecycle::request_recreate(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
+        environments::request_recreate(&state, &scope.tenant, &ephemeral_id, &scope.caller.actor())
             .await?;
-    let record = lifecycle::wait_until_settled(&state, record, timeout).await?;
+    let record = environments::wait_until_settled(&state, record, timeout).await?;
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
-        EnvironmentStatus::Failed => failed(&record, body, "environment_failed"),
+        EnvironmentStatus::Failed => failed(
+            &record,
+            body,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "environment_failed",
+        ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
 }
@@ -250,7 +266,7 @@ pub async fn list_environments(
     if !(1..=200).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 200"));
     }
-    let page = lifecycle::list_environments(
+    let page = environments::list_environments(
         &state,
         &scope.tenant,
         &ListQuery {
@@ -286,12 +302,13 @@ pub async fn list_activity(
     if !(1..=200).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 200"));
     }
-    let mut items = audit::list(&state.db, &scope.tenant, params.cursor, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let rows = audit::list(
+        &state.db,
+        &scope.tenant,
+        params.cursor,
+        pagination::fetch_size(limit),
+    )
+    .await?;
+    let (items, next_cursor) = pagination::page(rows, limit, |e| e.id);
     Ok(Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
 }

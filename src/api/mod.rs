@@ -2,6 +2,7 @@
 //! Every route is behind the bearer API key check in [`auth`].
 
 pub mod auth;
+pub mod envelope;
 pub mod environments;
 pub mod settings;
 pub mod tenants;
@@ -10,8 +11,8 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post, put};
 
+use crate::app::AppState;
 use crate::error::AppError;
-use crate::startup::AppState;
 
 pub use auth::{ApiCaller, TenantScope};
 

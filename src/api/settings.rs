@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::TenantScope;
-use crate::error::{ApiJson, AppError, AppResult};
-use crate::lifecycle::settings::{self, SettingsErrors, SettingsInput};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::error::{ApiJson, AppResult, envelope};
+use crate::settings::{self, SettingsError, SettingsInput};
 use crate::store::settings::TenantSettings;
-use crate::store::tenants;
+use crate::tenants;
 
 /// 200 with the saved settings; 400 `invalid_settings` with a message per
 /// field; 409 when the tenant is not connected.
@@ -22,19 +22,10 @@ pub async fn put_settings(
     scope: TenantScope,
     ApiJson(input): ApiJson<SettingsInput>,
 ) -> AppResult<Response> {
-    let tenant = tenants::get(&state.db, &scope.tenant)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("tenant '{}' does not exist", scope.tenant)))?;
-    if tenant.offboarding_at.is_some() {
-        return Err(AppError::conflict(
-            "tenant_offboarding",
-            "this tenant is being offboarded",
-        ));
-    }
+    tenants::active(&state.db, &scope.tenant).await?;
     match settings::validate_and_save(&state, &scope.tenant, &input, &scope.caller.actor()).await {
         Ok(saved) => Ok(Json::<TenantSettings>(saved).into_response()),
-        Err(SettingsErrors::Unavailable(err)) => Err(err),
-        Err(SettingsErrors::Fields(errors)) => {
+        Err(SettingsError::Fields(errors)) => {
             let message = errors
                 .iter()
                 .map(|e| format!("{}: {}", e.field, e.message))
@@ -44,11 +35,10 @@ pub async fn put_settings(
                 .iter()
                 .map(|e| (e.field.to_owned(), json!(e.message)))
                 .collect();
-            Ok((
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"code": "invalid_settings", "message": message, "fields": fields}})),
-            )
-                .into_response())
+            let mut body = envelope("invalid_settings", &message);
+            body["error"]["fields"] = json!(fields);
+            Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
         }
+        Err(err) => Err(err.into()),
     }
 }

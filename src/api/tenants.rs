@@ -1,23 +1,27 @@
 //! Tenants: register, read, offboard; and connect links for their browsers.
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::TenantScope;
+use crate::app::AppState;
+use crate::audit::{AuditAction, event};
+use crate::connections::revoke_if_oauth;
 use crate::error::{ApiJson, AppError, AppResult};
-use crate::startup::AppState;
-use crate::store::audit::{self, NewAuditEvent};
+use crate::store::audit;
 use crate::store::connect_links;
 use crate::store::connections::{self, ConnectionSummary};
 use crate::store::settings::{self, TenantSettings};
 use crate::store::tenants::{self, Tenant, Upserted};
+use crate::store::{environments, jobs};
+use crate::web::return_url;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +69,7 @@ async fn tenant_view(state: &AppState, tenant: Tenant) -> AppResult<TenantView> 
 async fn load_tenant(state: &AppState, scope: &TenantScope) -> AppResult<Tenant> {
     tenants::get(&state.db, &scope.tenant)
         .await?
-        .ok_or_else(|| AppError::not_found(format!("tenant '{}' does not exist", scope.tenant)))
+        .ok_or_else(|| crate::tenants::TenantError::NotFound(scope.tenant.clone()).into())
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %scope.tenant))]
@@ -74,8 +78,11 @@ pub async fn put_tenant(
     scope: TenantScope,
     ApiJson(body): ApiJson<PutTenant>,
 ) -> AppResult<Response> {
+    // The length counts what was sent, so the limit reads the same as the
+    // OpenAPI document's `maxLength`.
     let display_name = body.display_name.trim();
-    if display_name.is_empty() || display_name.chars().count() > 200 {
+    crate::text::check("display_name", display_name)?;
+    if display_name.is_empty() || body.display_name.chars().count() > 200 {
         return Err(AppError::invalid("display_name must be 1-200 characters"));
     }
     let (status, tenant) =
@@ -85,7 +92,7 @@ pub async fn put_tenant(
                     &state.db,
                     &t.id,
                     state.now(),
-                    NewAuditEvent::new(&scope.caller.actor(), "tenant.created"),
+                    event(&scope.caller.actor(), AuditAction::TenantCreated),
                 )
                 .await?;
                 (StatusCode::CREATED, t)
@@ -123,39 +130,22 @@ pub async fn delete_tenant(
     if !exists {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let live: i64 = sqlx::query_scalar(
-        "select count(*) from environments where tenant_id = $1 and status <> 'deleted'",
-    )
-    .bind(scope.tenant.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
+    let live = environments::count_live(&mut *tx, &scope.tenant).await?;
     if live == 0 {
         let connection = connections::delete(&mut *tx, &scope.tenant).await?;
         tenants::delete(&mut *tx, &scope.tenant).await?;
         tx.commit().await?;
         // The tokens are gone from here; the grant should not outlive them.
-        if let Some(connection) = connection.filter(|c| c.auth_kind == connections::AuthKind::OAuth)
-        {
-            crate::connections::revoke_upstream(&state, &connection).await;
-        }
+        revoke_if_oauth(&state, connection.as_ref()).await;
         tracing::info!("tenant offboarded");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    sqlx::query(
-        "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
-         values ($1, $2, 'offboard_tenant', 'queued', $3, $3, $3)
-         on conflict do nothing",
-    )
-    .bind(Uuid::new_v4())
-    .bind(scope.tenant.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    jobs::enqueue_tenant_job(&mut tx, &scope.tenant, jobs::JobKind::OffboardTenant, now).await?;
     audit::record(
         &mut *tx,
         &scope.tenant,
         now,
-        NewAuditEvent::new(&scope.caller.actor(), "tenant.offboarding"),
+        event(&scope.caller.actor(), AuditAction::TenantOffboarding),
     )
     .await?;
     tx.commit().await?;
@@ -164,6 +154,34 @@ pub async fn delete_tenant(
         Json(json!({"id": scope.tenant, "status": "offboarding", "live_environments": live})),
     )
         .into_response())
+}
+
+/// The optional body of a connect-link request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectLinkInput {
+    /// Where the customer goes back to in the vendor's app.
+    return_url: Option<String>,
+}
+
+/// A JSON body that may be left out entirely (no bytes at all).
+async fn optional_json<T: serde::de::DeserializeOwned>(request: Request) -> AppResult<Option<T>> {
+    let (parts, body) = request.into_parts();
+    let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::invalid("could not read request body")
+            }
+        })?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let ApiJson(value) = ApiJson::<T>::from_request(request, &()).await?;
+    Ok(Some(value))
 }
 
 #[derive(Debug, Serialize)]
@@ -176,19 +194,28 @@ pub struct ConnectLinkView {
 pub async fn create_connect_link(
     State(state): State<AppState>,
     scope: TenantScope,
+    request: Request,
 ) -> AppResult<Response> {
-    let tenant = load_tenant(&state, &scope).await?;
-    if tenant.offboarding_at.is_some() {
-        return Err(AppError::conflict(
-            "tenant_offboarding",
-            "this tenant is being offboarded",
-        ));
-    }
-    let (token, expires_at) = connect_links::create(
+    let input: ConnectLinkInput = optional_json(request).await?.unwrap_or_default();
+    // Checked before anything else, so a refused return_url changes nothing.
+    let return_url = match input.return_url.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            return_url::check(raw, &state.config.return_url_origins).map_err(|err| {
+                AppError::Invalid {
+                    code: err.code(),
+                    message: err.to_string(),
+                }
+            })?,
+        ),
+    };
+    let tenant = crate::tenants::active(&state.db, &scope.tenant).await?;
+    let (token, expires_at) = connect_links::create_returning_to(
         &state.db,
         &tenant.id,
         state.now(),
         state.config.connect_link_ttl,
+        return_url.as_ref().map(url::Url::as_str),
     )
     .await?;
     let url = state

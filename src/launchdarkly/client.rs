@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use url::Url;
@@ -164,6 +164,20 @@ impl LdClient {
         url: Url,
         body: Option<&B>,
     ) -> Result<Answer, LdError> {
+        self.send_as(auth, route, method, url, body, None).await
+    }
+
+    /// [`send`](Self::send) with a JSON body under another `Content-Type` (a
+    /// semantic patch's `application/json; domain-model=launchdarkly.semanticpatch`).
+    pub(crate) async fn send_as<B: Serialize + ?Sized>(
+        &self,
+        auth: &RequestAuth,
+        route: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+        content_type: Option<&'static str>,
+    ) -> Result<Answer, LdError> {
         let gate = &self.inner.gate;
         let account = auth.rate_limit_key();
         let permit = match gate.acquire(&account, route).await {
@@ -188,6 +202,10 @@ impl LdClient {
             .request(method.clone(), url)
             .header(AUTHORIZATION, authorization);
         if let Some(body) = body {
+            // `json` keeps a Content-Type already set.
+            if let Some(content_type) = content_type {
+                request = request.header(CONTENT_TYPE, content_type);
+            }
             request = request.json(body);
         }
 
@@ -278,8 +296,8 @@ impl Answer {
             StatusCode::NOT_FOUND => LdError::NotFound,
             StatusCode::CONFLICT => LdError::Conflict { message },
             StatusCode::TOO_MANY_REQUESTS => LdError::RateLimited {
-                // `observe` always sets it on a 429; the fallback is belt and braces.
-                reset_at: self.reset_at.unwrap_or_else(Utc::now),
+                // `send` sets it on every 429 (see there).
+                reset_at: self.reset_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
             },
             status if status.is_server_error() => LdError::Upstream {
                 status: status.as_u16(),

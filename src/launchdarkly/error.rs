@@ -187,7 +187,7 @@ mod tests {
         assert!(LdError::Upstream { status: 503 }.is_retryable());
         assert!(
             LdError::RateLimited {
-                reset_at: Utc::now()
+                reset_at: DateTime::<Utc>::MIN_UTC
             }
             .is_retryable()
         );

@@ -6,6 +6,9 @@
 //! - [`LdClient`] speaks the handful of REST operations ld-eaas needs, with typed
 //!   errors ([`LdError`]), full pagination and LaunchDarkly's rate-limit headers
 //!   honoured per account through a shared [`RateLimitGate`].
+//! - Flags: [`LdClient::get_feature_flag`] (variation ids, targeting in one
+//!   environment) and [`LdClient::patch_feature_flag_semantic`] (semantic patch
+//!   [`Instruction`]s), with [`FlagError`] naming a missing flag or environment.
 //! - [`LdOAuth`] runs the authorization-code flow with PKCE, refreshes and revokes.
 //!
 //! Every request carries `LD-API-Version` and the partner User-Agent; no request or
@@ -14,21 +17,30 @@
 mod auth;
 mod client;
 mod error;
+mod flags;
 mod http;
 mod models;
 mod oauth;
 mod operations;
+// Its `SystemClock` is this library's own wall clock, the default for
+// callers that inject none (the app injects its clock into the gate).
+#[allow(clippy::disallowed_methods)]
 mod ratelimit;
 
 pub use auth::{Credential, RequestAuth};
 pub use client::{LdClient, LdClientConfig};
 pub use error::{LdError, OAuthError};
+pub use flags::{
+    FeatureFlag, FlagConfig, FlagError, FlagRule, FlagTarget, Instruction, TargetInput, Variation,
+    VariationOrRollout,
+};
 pub use models::{
     CallerIdentity, DeleteOutcome, Environment, EnvironmentPost, Link, Project, SdkKeys, SourceEnv,
 };
 pub use oauth::{
     AuthorizeRequest, CsrfToken, LdOAuth, OAuthClientConfig, PkceCodeVerifier, TokenHint, TokenSet,
 };
+pub use operations::SEMANTIC_PATCH_CONTENT_TYPE;
 pub use ratelimit::{
     BoxFuture, Bucket, Clock, InMemoryRateLimitStore, RateLimitGate, RateLimitStore, StoreError,
     SystemClock,

@@ -1,4 +1,6 @@
-//! The REST operations ld-eaas uses (see `openapi-eaas-subset.json`).
+//! The REST operations ld-eaas uses (see `openapi-eaas-subset.json`; the flag
+//! operations getFeatureFlags, getFeatureFlag and patchFeatureFlag are in the
+//! full `openapi.json`).
 //!
 //! Each names its route (method + path template): LaunchDarkly's route-level rate
 //! limits count per route, so that is the bucket the gate keys on.
@@ -10,6 +12,7 @@ use url::Url;
 use super::auth::RequestAuth;
 use super::client::LdClient;
 use super::error::LdError;
+use super::flags::{FeatureFlag, FlagError, Instruction, SemanticPatch};
 use super::models::{CallerIdentity, DeleteOutcome, Environment, EnvironmentPost, Page, Project};
 
 const CALLER_IDENTITY: &str = "GET /api/v2/caller-identity";
@@ -20,6 +23,13 @@ const GET_ENVIRONMENT: &str = "GET /api/v2/projects/{projectKey}/environments/{e
 const CREATE_ENVIRONMENT: &str = "POST /api/v2/projects/{projectKey}/environments";
 const DELETE_ENVIRONMENT: &str =
     "DELETE /api/v2/projects/{projectKey}/environments/{environmentKey}";
+const LIST_FLAGS: &str = "GET /api/v2/flags/{projectKey}";
+const GET_FLAG: &str = "GET /api/v2/flags/{projectKey}/{featureFlagKey}";
+const PATCH_FLAG: &str = "PATCH /api/v2/flags/{projectKey}/{featureFlagKey}";
+
+/// The `Content-Type` of a semantic patch.
+pub const SEMANTIC_PATCH_CONTENT_TYPE: &str =
+    "application/json; domain-model=launchdarkly.semanticpatch";
 
 /// Stop following pages after this many: a server that keeps sending `next` links
 /// must not keep us busy forever.
@@ -130,6 +140,76 @@ impl LdClient {
         }
     }
 
+    /// `getFeatureFlags`, every page: each flag with a summary of its
+    /// configuration in `environment` (no rules or targets; use
+    /// [`get_feature_flag`](Self::get_feature_flag) for those).
+    pub async fn list_feature_flags(
+        &self,
+        auth: &RequestAuth,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<FeatureFlag>, LdError> {
+        let mut url = self.first_page(&["api", "v2", "flags", project], None);
+        url.query_pairs_mut().append_pair("env", environment);
+        self.list_all(auth, LIST_FLAGS, url).await
+    }
+
+    /// `getFeatureFlag` with its full configuration in `environment` (rules,
+    /// targets, variation ids). A 404 is [`FlagError::FlagNotFound`]; an answer
+    /// without that environment is [`FlagError::EnvironmentNotFound`].
+    pub async fn get_feature_flag(
+        &self,
+        auth: &RequestAuth,
+        project: &str,
+        flag: &str,
+        environment: &str,
+    ) -> Result<FeatureFlag, FlagError> {
+        let mut url = self.url(&["api", "v2", "flags", project, flag]);
+        url.query_pairs_mut().append_pair("env", environment);
+        let answer = self
+            .send(auth, GET_FLAG, Method::GET, url, None::<&()>)
+            .await?;
+        let found: FeatureFlag = flag_answer(answer, project, flag)?;
+        if found.environment(environment).is_none() {
+            return Err(FlagError::EnvironmentNotFound {
+                project: project.to_owned(),
+                environment: environment.to_owned(),
+            });
+        }
+        Ok(found)
+    }
+
+    /// `patchFeatureFlag` with a semantic patch: `instructions` applied to the
+    /// flag's configuration in `environment`, all or nothing. Answers the flag as
+    /// it now is. A 404 is [`FlagError::FlagNotFound`]; a 400 (unknown
+    /// environment or variation id, ...) is `Ld(InvalidRequest)` with
+    /// LaunchDarkly's explanation.
+    pub async fn patch_feature_flag_semantic(
+        &self,
+        auth: &RequestAuth,
+        project: &str,
+        flag: &str,
+        environment: &str,
+        instructions: &[Instruction],
+    ) -> Result<FeatureFlag, FlagError> {
+        let url = self.url(&["api", "v2", "flags", project, flag]);
+        let body = SemanticPatch {
+            environment_key: environment,
+            instructions,
+        };
+        let answer = self
+            .send_as(
+                auth,
+                PATCH_FLAG,
+                Method::PATCH,
+                url,
+                Some(&body),
+                Some(SEMANTIC_PATCH_CONTENT_TYPE),
+            )
+            .await?;
+        flag_answer(answer, project, flag)
+    }
+
     /// The LaunchDarkly UI page of an environment's settings, where its SDK keys are
     /// shown: `{base}/projects/{project}/settings/environments?env={env}&selected-env={env}`.
     pub fn environment_url(&self, project: &str, environment: &str) -> Url {
@@ -195,6 +275,21 @@ impl LdClient {
             message: format!("pagination did not end after {MAX_PAGES} pages"),
         })
     }
+}
+
+/// A flag from a 2xx answer; a 404 names the flag.
+fn flag_answer(
+    answer: super::client::Answer,
+    project: &str,
+    flag: &str,
+) -> Result<FeatureFlag, FlagError> {
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(FlagError::FlagNotFound {
+            project: project.to_owned(),
+            flag: flag.to_owned(),
+        });
+    }
+    Ok(answer.json()?)
 }
 
 /// `tags:a+b`, or `None` for no tags.

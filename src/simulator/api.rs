@@ -1,5 +1,6 @@
 //! The REST operations: getCallerIdentity, getProjects, getProject,
 //! getEnvironmentsByProject, getEnvironment, postEnvironment, deleteEnvironment.
+//! (The flag operations live in `flags/api.rs`.)
 
 use std::cmp::Ordering;
 
@@ -169,7 +170,8 @@ pub(crate) async fn get_environment(
 }
 
 /// `POST /api/v2/projects/{projectKey}/environments`: creates, or with `source`
-/// clones (the source's flag state is copied).
+/// clones (each flag's whole configuration in the source is copied: on/off,
+/// off variation, fallthrough, rules and individual targets).
 pub(crate) async fn create_environment(
     State(shared): State<SharedState>,
     Extension(caller): Extension<Caller>,

@@ -7,7 +7,8 @@ use anyhow::{Context, bail};
 use super::Simulator;
 use super::config::{ApiTokenGrant, OAuthClientRegistration, RateLimitConfig, Role};
 use super::faults::Faults;
-use super::model::{SimEnvironment, SimFlag, SimFlagState, SimProject};
+use super::flags::eval::{Evaluation, SimContext, evaluate};
+use super::model::{SimEnvironment, SimFlag, SimFlagConfig, SimFlagState, SimProject};
 use super::record::RecordedRequest;
 
 impl Simulator {
@@ -67,7 +68,8 @@ impl Simulator {
         account.projects.push(project);
     }
 
-    /// Adds (or replaces, by key) an environment in an existing project.
+    /// Adds (or replaces, by key) an environment in an existing project; flags it
+    /// has no configuration for get the default one (off).
     pub fn add_environment(
         &self,
         account: &str,
@@ -75,13 +77,21 @@ impl Simulator {
         env: SimEnvironment,
     ) -> anyhow::Result<()> {
         self.with_project(account, project, |p| {
+            let mut env = env;
+            // Every environment has a configuration for every flag, as in LaunchDarkly.
+            for flag in &p.flags {
+                env.flags
+                    .entry(flag.key.clone())
+                    .or_insert_with(|| flag.default_config());
+            }
             p.environments.retain(|e| e.key != env.key);
             p.environments.push(env);
         })
     }
 
-    /// Sets a flag's state in one environment, defining the flag (boolean) on the
-    /// project if it is new.
+    /// Sets a flag's on/off state, fallthrough variation and off variation in one
+    /// environment (its rules and individual targets stay), defining the flag
+    /// (boolean) on the project if it is new.
     pub fn set_flag(
         &self,
         account: &str,
@@ -92,12 +102,87 @@ impl Simulator {
     ) -> anyhow::Result<()> {
         self.with_environment(account, project, env, |p, env_key| {
             if !p.flags.iter().any(|f| f.key == flag) {
-                p.flags.push(SimFlag::boolean(flag, flag));
+                let defined = SimFlag::boolean(flag, flag);
+                for e in &mut p.environments {
+                    e.flags.insert(flag.to_owned(), defined.default_config());
+                }
+                p.flags.push(defined);
             }
             if let Some(e) = p.environment_mut(env_key) {
-                e.flags.insert(flag.to_owned(), state);
+                let config = e
+                    .flags
+                    .entry(flag.to_owned())
+                    .or_insert_with(|| SimFlagConfig::from(state.clone()));
+                config.on = state.on;
+                config.fallthrough_variation = state.fallthrough_variation;
+                config.fallthrough_rollout = None;
+                config.off_variation = state.off_variation;
+                config.touch();
             }
         })
+    }
+
+    /// Replaces a flag's whole configuration in one environment; the flag must
+    /// be defined on the project.
+    pub fn set_flag_config(
+        &self,
+        account: &str,
+        project: &str,
+        env: &str,
+        flag: &str,
+        config: SimFlagConfig,
+    ) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        self.with_environment(account, project, env, |p, env_key| {
+            if p.flag(flag).is_none() {
+                result = Err(anyhow::anyhow!("no flag {flag:?} in project {project:?}"));
+            } else if let Some(e) = p.environment_mut(env_key) {
+                e.flags.insert(flag.to_owned(), config);
+            }
+        })?;
+        result
+    }
+
+    /// Defines (or replaces, by key) a flag on a project; every environment
+    /// without a configuration for it gets the default one (off).
+    pub fn add_flag(&self, account: &str, project: &str, flag: SimFlag) -> anyhow::Result<()> {
+        self.with_project(account, project, |p| {
+            for env in &mut p.environments {
+                env.flags
+                    .entry(flag.key.clone())
+                    .or_insert_with(|| flag.default_config());
+            }
+            p.flags.retain(|f| f.key != flag.key);
+            p.flags.push(flag);
+        })
+    }
+
+    /// A flag's definition (variations and their ids), if it exists.
+    pub fn flag(&self, account: &str, project: &str, flag: &str) -> Option<SimFlag> {
+        self.shared
+            .lock()
+            .account(account)
+            .and_then(|a| a.project(project))
+            .and_then(|p| p.flag(flag))
+            .cloned()
+    }
+
+    /// What `flag` serves `context` in environment `env`, as LaunchDarkly would
+    /// evaluate it (`None` if the flag, its configuration there or the
+    /// environment is missing).
+    pub fn evaluate(
+        &self,
+        account: &str,
+        project: &str,
+        env: &str,
+        flag: &str,
+        context: &SimContext,
+    ) -> Option<Evaluation> {
+        let state = self.shared.lock();
+        let project = state.account(account)?.project(project)?;
+        let definition = project.flag(flag)?;
+        let config = project.environment(env)?.flags.get(flag)?;
+        Some(evaluate(definition, config, context))
     }
 
     /// Sets how many segments an environment holds (cloning refuses over

@@ -21,6 +21,8 @@ pub(crate) struct ListQuery {
     raw_filter: Option<String>,
     raw_sort: Option<String>,
     pub expand: Vec<String>,
+    /// Other parameters the page links carry along (e.g. `env`, `summary`).
+    pub keep: Vec<(String, String)>,
 }
 
 fn parse_number(name: &str, value: &str) -> Result<usize, ApiError> {
@@ -39,6 +41,23 @@ impl ListQuery {
         max_limit: usize,
         filter_fields: &[&str],
         sort_fields: &[&str],
+    ) -> Result<Self, ApiError> {
+        Self::parse_with(
+            query,
+            max_limit,
+            filter_fields,
+            sort_fields,
+            &["environments"],
+        )
+    }
+
+    /// [`parse`](Self::parse) for an operation with its own `expand` fields.
+    pub fn parse_with(
+        query: Option<&str>,
+        max_limit: usize,
+        filter_fields: &[&str],
+        sort_fields: &[&str],
+        expand_fields: &[&str],
     ) -> Result<Self, ApiError> {
         let mut out = ListQuery {
             limit: DEFAULT_LIMIT.min(max_limit),
@@ -64,7 +83,7 @@ impl ListQuery {
                     out.sort = parse_sort(&value, sort_fields)?;
                     out.raw_sort = Some(value.into_owned());
                 }
-                "expand" => out.expand = parse_expand(&value, &["environments"])?,
+                "expand" => out.expand = parse_expand(&value, expand_fields)?,
                 _ => {}
             }
         }
@@ -104,6 +123,9 @@ impl ListQuery {
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(filter) = &self.raw_filter {
             query.append_pair("filter", filter);
+        }
+        for (name, value) in &self.keep {
+            query.append_pair(name, value);
         }
         query.append_pair("limit", &self.limit.to_string());
         query.append_pair("offset", &offset.to_string());

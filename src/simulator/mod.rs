@@ -1,6 +1,8 @@
 //! A LaunchDarkly simulator: the REST API subset ld-eaas uses (with LaunchDarkly's
-//! shapes, error bodies, pagination and rate-limit headers), OAuth with a consent
-//! page and PKCE, API access tokens, and injected faults. Vendors develop against
+//! shapes, error bodies, pagination and rate-limit headers), feature flags (read,
+//! semantic and JSON patches, cloned with their environment), an HTML page per
+//! environment, OAuth with a consent page and PKCE, API access tokens, and
+//! injected faults. Vendors develop against
 //! it, the tests use it, and `ld-eaas demo` runs on it.
 //!
 //! ```no_run
@@ -23,6 +25,7 @@ mod config;
 mod control;
 mod error;
 mod faults;
+mod flags;
 mod listing;
 mod model;
 mod oauth;
@@ -44,7 +47,12 @@ use tokio::task::JoinHandle;
 pub use api::MAX_CLONE_SEGMENTS;
 pub use config::{ApiTokenGrant, OAuthClientRegistration, RateLimitConfig, Role, SimulatorConfig};
 pub use faults::Faults;
-pub use model::{SimEnvironment, SimFlag, SimFlagState, SimProject};
+pub use flags::eval::{EvalReason, Evaluation, SimContext, evaluate};
+pub use flags::{ENVIRONMENT_INSTRUCTIONS, FLAG_INSTRUCTIONS, SEMANTIC_PATCH_PARAMETER};
+pub use model::{
+    SimClause, SimEnvironment, SimFlag, SimFlagConfig, SimFlagState, SimProject, SimRollout,
+    SimRule, SimServe, SimTarget, SimVariation,
+};
 pub use record::{RecordedRequest, fingerprint};
 pub use seed::{DEMO_ACCOUNT, DEMO_PROJECT};
 

@@ -1,51 +1,15 @@
-//! What the simulated LaunchDarkly holds: accounts, projects, environments and the
-//! per-environment state of each flag.
+//! What the simulated LaunchDarkly holds: accounts, projects, environments, flags
+//! and the per-environment configuration of each flag.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde_json::Value;
 
-/// A flag's targeting state in one environment: what cloning copies.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SimFlagState {
-    /// Targeting on or off.
-    pub on: bool,
-    /// The variation served when targeting is on and no rule matches.
-    pub fallthrough_variation: usize,
-    /// The variation served when targeting is off.
-    pub off_variation: usize,
-}
-
-impl Default for SimFlagState {
-    /// A new boolean flag: off, serving `false` (variation 1).
-    fn default() -> Self {
-        Self {
-            on: false,
-            fallthrough_variation: 0,
-            off_variation: 1,
-        }
-    }
-}
-
-/// A flag as defined on its project (the variations are shared by every environment).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimFlag {
-    pub key: String,
-    pub name: String,
-    pub variations: Vec<Value>,
-}
-
-impl SimFlag {
-    pub fn boolean(key: &str, name: &str) -> Self {
-        Self {
-            key: key.to_owned(),
-            name: name.to_owned(),
-            variations: vec![Value::Bool(true), Value::Bool(false)],
-        }
-    }
-}
+pub use super::flags::model::{
+    SimClause, SimFlag, SimFlagConfig, SimFlagState, SimRollout, SimRule, SimServe, SimTarget,
+    SimVariation,
+};
 
 /// One environment, with the same fields as LaunchDarkly's `Environment` plus the
 /// simulator's view of its flags and segments.
@@ -67,8 +31,8 @@ pub struct SimEnvironment {
     pub confirm_changes: bool,
     pub tags: Vec<String>,
     pub critical: bool,
-    /// Flag key → state in this environment.
-    pub flags: BTreeMap<String, SimFlagState>,
+    /// Flag key → configuration in this environment.
+    pub flags: BTreeMap<String, SimFlagConfig>,
     /// How many segments the environment holds (cloning refuses over 1,000).
     pub segment_count: usize,
     pub created_at: DateTime<Utc>,
@@ -135,19 +99,15 @@ impl SimProject {
 
     /// Every flag of the project in its default (off) state: what a new,
     /// uncloned environment starts with.
-    pub fn default_flag_states(&self) -> BTreeMap<String, SimFlagState> {
+    pub fn default_flag_states(&self) -> BTreeMap<String, SimFlagConfig> {
         self.flags
             .iter()
-            .map(|f| {
-                let off = f.variations.len().saturating_sub(1);
-                let state = SimFlagState {
-                    on: false,
-                    fallthrough_variation: 0,
-                    off_variation: off,
-                };
-                (f.key.clone(), state)
-            })
+            .map(|f| (f.key.clone(), f.default_config()))
             .collect()
+    }
+
+    pub fn flag(&self, key: &str) -> Option<&SimFlag> {
+        self.flags.iter().find(|f| f.key == key)
     }
 }
 

@@ -1,20 +1,78 @@
 //! The demo account every simulator starts with (unless `seed: false`): project
 //! `demo` with `production` (critical), `staging` and `test`, flags whose state
 //! differs per environment, and enough more that lists span several pages.
+//!
+//! Every project has a boolean and a multivariate (string) flag. The source
+//! environments (`demo`'s `staging`, `mobile-app`'s `beta`) also have a
+//! targeting rule and individual targets on them, so a clone has more to copy
+//! than on/off.
 
-use super::model::{SimAccount, SimEnvironment, SimFlag, SimFlagState, SimProject};
+use serde_json::Value;
+
+use super::model::{
+    SimAccount, SimClause, SimEnvironment, SimFlag, SimFlagConfig, SimFlagState, SimProject,
+    SimRule, SimServe, SimTarget,
+};
 
 /// The seeded account's id.
 pub const DEMO_ACCOUNT: &str = "acct-demo";
 /// The seeded project's key.
 pub const DEMO_PROJECT: &str = "demo";
 
-fn state(on: bool, fallthrough_variation: usize, off_variation: usize) -> SimFlagState {
-    SimFlagState {
+fn state(on: bool, fallthrough_variation: usize, off_variation: usize) -> SimFlagConfig {
+    SimFlagConfig::from(SimFlagState {
         on,
         fallthrough_variation,
         off_variation,
+    })
+}
+
+/// A rule serving `variation` to contexts of `kind` whose `attribute` matches
+/// one of `values` by `op`.
+fn rule(
+    description: &str,
+    kind: &str,
+    attribute: &str,
+    op: &str,
+    values: &[&str],
+    variation: usize,
+) -> SimRule {
+    SimRule {
+        id: uuid::Uuid::new_v4().to_string(),
+        description: Some(description.to_owned()),
+        clauses: vec![SimClause {
+            id: uuid::Uuid::new_v4().to_string(),
+            context_kind: kind.to_owned(),
+            attribute: attribute.to_owned(),
+            op: op.to_owned(),
+            values: values
+                .iter()
+                .map(|v| Value::String((*v).to_owned()))
+                .collect(),
+            negate: false,
+        }],
+        serve: SimServe::Variation(variation),
+        track_events: false,
     }
+}
+
+fn target(kind: &str, variation: usize, keys: &[&str]) -> SimTarget {
+    SimTarget {
+        context_kind: kind.to_owned(),
+        variation,
+        values: keys.iter().map(|k| (*k).to_owned()).collect(),
+    }
+}
+
+/// `config` with rules and individual targets.
+fn targeted(
+    mut config: SimFlagConfig,
+    rules: Vec<SimRule>,
+    targets: Vec<SimTarget>,
+) -> SimFlagConfig {
+    config.rules = rules;
+    config.targets = targets;
+    config
 }
 
 fn environment(
@@ -42,11 +100,11 @@ fn demo_project() -> SimProject {
     project.flags = vec![
         SimFlag::boolean("new-checkout", "New checkout flow"),
         SimFlag::boolean("dark-mode", "Dark mode"),
-        SimFlag {
-            key: "search-ranking".to_owned(),
-            name: "Search ranking algorithm".to_owned(),
-            variations: vec!["classic".into(), "ml-v1".into(), "ml-v2".into()],
-        },
+        SimFlag::multivariate(
+            "search-ranking",
+            "Search ranking algorithm",
+            &["classic", "ml-v1", "ml-v2"],
+        ),
         SimFlag::boolean("maintenance-banner", "Maintenance banner"),
     ];
     // (flag, production, staging, test)
@@ -54,7 +112,23 @@ fn demo_project() -> SimProject {
         (
             "new-checkout",
             state(false, 0, 1),
-            state(true, 0, 1),
+            // Beta testers and two named users see it; everyone else does not.
+            targeted(
+                state(true, 1, 1),
+                vec![rule(
+                    "Beta testers",
+                    "user",
+                    "email",
+                    "endsWith",
+                    &["@beta.example.com"],
+                    0,
+                )],
+                vec![
+                    target("user", 0, &["qa-alice", "qa-bob"]),
+                    target("user", 1, &["support-carol"]),
+                    target("organization", 0, &["acme-corp"]),
+                ],
+            ),
             state(true, 0, 1),
         ),
         (
@@ -66,7 +140,18 @@ fn demo_project() -> SimProject {
         (
             "search-ranking",
             state(true, 1, 0),
-            state(true, 2, 0),
+            targeted(
+                state(true, 2, 0),
+                vec![rule(
+                    "Oceania gets ml-v1",
+                    "user",
+                    "country",
+                    "in",
+                    &["NZ", "AU"],
+                    1,
+                )],
+                vec![target("user", 0, &["qa-alice"])],
+            ),
             state(false, 0, 0),
         ),
         (
@@ -94,14 +179,45 @@ fn demo_project() -> SimProject {
 fn mobile_project() -> SimProject {
     let mut project = SimProject::new("mobile-app", "Mobile app");
     project.tags = vec!["mobile".to_owned()];
-    project.flags = vec![SimFlag::boolean("offline-mode", "Offline mode")];
+    project.flags = vec![
+        SimFlag::boolean("offline-mode", "Offline mode"),
+        SimFlag::multivariate(
+            "onboarding-flow",
+            "Onboarding flow",
+            &["classic", "short", "video"],
+        ),
+    ];
     let mut production = environment("production", "Production", "417505", true, 2);
     production
         .flags
         .insert("offline-mode".to_owned(), state(false, 0, 1));
+    production
+        .flags
+        .insert("onboarding-flow".to_owned(), state(true, 0, 0));
     let mut beta = environment("beta", "Beta", "9B59B6", false, 1);
-    beta.flags
-        .insert("offline-mode".to_owned(), state(true, 0, 1));
+    beta.flags.insert(
+        "offline-mode".to_owned(),
+        targeted(
+            state(true, 0, 1),
+            vec![rule(
+                "Old phones",
+                "device",
+                "os",
+                "startsWith",
+                &["android-9"],
+                1,
+            )],
+            vec![target("user", 1, &["tester-dan"])],
+        ),
+    );
+    beta.flags.insert(
+        "onboarding-flow".to_owned(),
+        targeted(
+            state(true, 1, 0),
+            vec![rule("Video testers", "user", "groups", "in", &["video"], 2)],
+            vec![target("user", 0, &["tester-dan"])],
+        ),
+    );
     project.environments = vec![production, beta];
     project
 }
@@ -110,7 +226,10 @@ fn mobile_project() -> SimProject {
 /// them tagged, so pickers and tag filters have pages to walk.
 fn sandbox_project() -> SimProject {
     let mut project = SimProject::new("sandbox", "Sandbox (many environments)");
-    project.flags = vec![SimFlag::boolean("experiment", "Experiment")];
+    project.flags = vec![
+        SimFlag::boolean("experiment", "Experiment"),
+        SimFlag::multivariate("theme", "Theme", &["light", "dark", "system"]),
+    ];
     for i in 1..=23 {
         let mut env = environment(
             &format!("qa-{i:02}"),
@@ -126,6 +245,8 @@ fn sandbox_project() -> SimProject {
         };
         env.flags
             .insert("experiment".to_owned(), state(i % 3 == 0, 0, 1));
+        env.flags
+            .insert("theme".to_owned(), state(i % 2 == 0, i % 3, 0));
         project.environments.push(env);
     }
     project
@@ -138,10 +259,18 @@ pub fn demo_account(extra_projects: usize) -> SimAccount {
     account.projects = vec![demo_project(), mobile_project(), sandbox_project()];
     for i in 1..=extra_projects {
         let mut project = SimProject::new(&format!("project-{i:02}"), &format!("Project {i:02}"));
+        project.flags = vec![
+            SimFlag::boolean("enabled", "Enabled"),
+            SimFlag::multivariate("tier", "Tier", &["free", "pro"]),
+        ];
         project.environments = vec![
             environment("production", "Production", "417505", true, 0),
             environment("test", "Test", "4A90E2", false, 0),
         ];
+        let defaults = project.default_flag_states();
+        for env in &mut project.environments {
+            env.flags = defaults.clone();
+        }
         account.projects.push(project);
     }
     account

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 
 use super::error::{ApiError, method_not_allowed, not_found};
 use super::state::SharedState;
-use super::{api, auth, faults, oauth, record};
+use super::{api, auth, faults, flags, oauth, record};
 
 /// Over the per-IP limit: a 429 with `Retry-After` seconds.
 async fn ip_limit(State(shared): State<SharedState>, req: Request, next: Next) -> Response {
@@ -50,6 +50,11 @@ pub(crate) fn router(shared: SharedState) -> Router {
             "/api/v2/projects/{projectKey}/environments/{environmentKey}",
             get(api::get_environment).delete(api::delete_environment),
         )
+        .route("/api/v2/flags/{projectKey}", get(flags::api::list_flags))
+        .route(
+            "/api/v2/flags/{projectKey}/{featureFlagKey}",
+            get(flags::api::get_flag).patch(flags::api::patch_flag),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(shared.clone(), auth::gate));
     let tokens = Router::new()
@@ -68,6 +73,10 @@ pub(crate) fn router(shared: SharedState) -> Router {
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth::metadata),
+        )
+        .route(
+            "/projects/{projectKey}/settings/environments",
+            get(flags::page::environment_page_html),
         )
         .route("/healthz", get(healthz));
     Router::new()

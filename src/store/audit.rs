@@ -8,7 +8,7 @@ use sqlx::{PgExecutor, PgPool};
 
 use crate::ids::TenantId;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
     pub id: i64,
     pub occurred_at: DateTime<Utc>,
@@ -47,17 +47,17 @@ pub async fn record<'e>(
     now: DateTime<Utc>,
     event: NewAuditEvent<'_>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
          values ($1, $2, $3, $4, $5, $6, $7)",
+        tenant.as_str(),
+        now as DateTime<Utc>,
+        event.actor,
+        event.action,
+        event.ephemeral_id,
+        event.environment_key,
+        event.details,
     )
-    .bind(tenant.as_str())
-    .bind(now)
-    .bind(event.actor)
-    .bind(event.action)
-    .bind(event.ephemeral_id)
-    .bind(event.environment_key)
-    .bind(event.details)
     .execute(db)
     .await?;
     Ok(())
@@ -70,16 +70,17 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<AuditEvent>> {
-    sqlx::query_as(
-        "select id, occurred_at, actor, action, ephemeral_id, environment_key, details
-           from audit_events
-          where tenant_id = $1 and ($2::bigint is null or id < $2)
-          order by id desc
-          limit $3",
+    sqlx::query_as!(
+        AuditEvent,
+        r#"select id, occurred_at as "occurred_at: _", actor, action, ephemeral_id, environment_key, details
+             from audit_events
+            where tenant_id = $1 and ($2::bigint is null or id < $2)
+            order by id desc
+            limit $3"#,
+        tenant.as_str(),
+        before,
+        limit,
     )
-    .bind(tenant.as_str())
-    .bind(before)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

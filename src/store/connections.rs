@@ -26,9 +26,8 @@ pub enum ConnectionStatus {
 }
 
 /// A stored connection. `access_token` / `refresh_token` are sealed strings.
-#[derive(Clone, sqlx::FromRow)]
+#[derive(Clone)]
 pub struct Connection {
-    #[sqlx(try_from = "String")]
     pub tenant_id: TenantId,
     pub auth_kind: AuthKind,
     pub status: ConnectionStatus,
@@ -96,10 +95,17 @@ pub async fn get<'e>(
     db: impl PgExecutor<'e>,
     tenant: &TenantId,
 ) -> sqlx::Result<Option<Connection>> {
-    sqlx::query_as("select * from connections where tenant_id = $1")
-        .bind(tenant.as_str())
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Connection,
+        r#"select tenant_id as "tenant_id: TenantId", auth_kind as "auth_kind: AuthKind",
+                  status as "status: ConnectionStatus", account_id, account_label, scope, access_token,
+                  refresh_token, access_expires_at as "access_expires_at: _", token_version,
+                  connected_at as "connected_at: _", updated_at as "updated_at: _"
+             from connections where tenant_id = $1"#,
+        tenant.as_str(),
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Locks the row for a token refresh: other replicas wait here, then see the
@@ -108,10 +114,17 @@ pub async fn get_for_update(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
 ) -> sqlx::Result<Option<Connection>> {
-    sqlx::query_as("select * from connections where tenant_id = $1 for update")
-        .bind(tenant.as_str())
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as!(
+        Connection,
+        r#"select tenant_id as "tenant_id: TenantId", auth_kind as "auth_kind: AuthKind",
+                  status as "status: ConnectionStatus", account_id, account_label, scope, access_token,
+                  refresh_token, access_expires_at as "access_expires_at: _", token_version,
+                  connected_at as "connected_at: _", updated_at as "updated_at: _"
+             from connections where tenant_id = $1 for update"#,
+        tenant.as_str(),
+    )
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Stores a (re)connection, replacing whatever was there.
@@ -121,7 +134,7 @@ pub async fn save<'e>(
     new: &NewConnection<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into connections as c (tenant_id, auth_kind, status, account_id, account_label, scope,
                                        access_token, refresh_token, access_expires_at, token_version,
                                        connected_at, updated_at)
@@ -133,16 +146,16 @@ pub async fn save<'e>(
              access_expires_at = excluded.access_expires_at,
              token_version = nextval('connection_token_versions'),
              connected_at = excluded.connected_at, updated_at = excluded.updated_at",
+        tenant.as_str(),
+        new.auth_kind as AuthKind,
+        new.account_id,
+        new.account_label,
+        new.scope,
+        new.access_token,
+        new.refresh_token,
+        new.access_expires_at as Option<DateTime<Utc>>,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(new.auth_kind)
-    .bind(new.account_id)
-    .bind(new.account_label)
-    .bind(new.scope)
-    .bind(new.access_token)
-    .bind(new.refresh_token)
-    .bind(new.access_expires_at)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(())
@@ -158,18 +171,18 @@ pub async fn update_tokens<'e>(
     access_expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "update connections set access_token = $2, refresh_token = coalesce($3, refresh_token),
                 access_expires_at = $4, token_version = nextval('connection_token_versions'),
                 status = 'connected', updated_at = $5
           where tenant_id = $1
          returning token_version",
+        tenant.as_str(),
+        access_token,
+        refresh_token,
+        access_expires_at as Option<DateTime<Utc>>,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(access_token)
-    .bind(refresh_token)
-    .bind(access_expires_at)
-    .bind(now)
     .fetch_one(db)
     .await
 }
@@ -181,12 +194,12 @@ pub async fn mark_needs_reconnect<'e>(
     tenant: &TenantId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update connections set status = 'needs_reconnect', updated_at = $2
           where tenant_id = $1 and status <> 'needs_reconnect'",
+        tenant.as_str(),
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(now)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -197,8 +210,15 @@ pub async fn delete<'e>(
     db: impl PgExecutor<'e>,
     tenant: &TenantId,
 ) -> sqlx::Result<Option<Connection>> {
-    sqlx::query_as("delete from connections where tenant_id = $1 returning *")
-        .bind(tenant.as_str())
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Connection,
+        r#"delete from connections where tenant_id = $1
+           returning tenant_id as "tenant_id: TenantId", auth_kind as "auth_kind: AuthKind",
+                  status as "status: ConnectionStatus", account_id, account_label, scope, access_token,
+                  refresh_token, access_expires_at as "access_expires_at: _", token_version,
+                  connected_at as "connected_at: _", updated_at as "updated_at: _""#,
+        tenant.as_str(),
+    )
+    .fetch_optional(db)
+    .await
 }

@@ -43,13 +43,11 @@ impl Status {
 
 /// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
 /// `crypto`); open them with `lifecycle::reveal_keys`.
-#[derive(Clone, sqlx::FromRow)]
+#[derive(Clone)]
 pub struct EnvironmentRow {
     pub id: Uuid,
     pub seq: i64,
-    #[sqlx(try_from = "String")]
     pub tenant_id: TenantId,
-    #[sqlx(try_from = "String")]
     pub ephemeral_id: EphemeralId,
     pub generation: i32,
     pub revision: i32,
@@ -98,6 +96,26 @@ impl EnvironmentRow {
     }
 }
 
+/// `query_as!` into [`EnvironmentRow`]: the SQL must be literal, so the typed
+/// column list is spliced in here once: `rows!("select" ; "from environments
+/// where ...", args)` or `rows!("update ... returning" ; "", args)`.
+macro_rules! rows {
+    ($head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            EnvironmentRow,
+            $head
+                + r#" id, seq, tenant_id as "tenant_id: TenantId", ephemeral_id as "ephemeral_id: EphemeralId",
+                      generation, revision, desired as "desired: Desired", status as "status: Status",
+                      request, project_key, environment_key, environment_name, source_environment_key,
+                      color, tags, client_side_id, sdk_key, mobile_key, expires_at as "expires_at: _",
+                      last_error, refused, ready_at as "ready_at: _", created_at as "created_at: _",
+                      updated_at as "updated_at: _" "#
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// A generation to insert: desired present, status pending.
 pub struct NewEnvironment<'a> {
     pub id: Uuid,
@@ -122,10 +140,12 @@ pub async fn lock_ephemeral(
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
 ) -> sqlx::Result<()> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
-        .bind(format!("environment/{tenant}/{ephemeral_id}"))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended($1, 7))",
+        format!("environment/{tenant}/{ephemeral_id}"),
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -135,13 +155,14 @@ pub async fn present_for_update(
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
-    sqlx::query_as(
-        "select * from environments
+    rows!(
+        "select";
+        "from environments
           where tenant_id = $1 and ephemeral_id = $2 and desired = 'present'
           for update",
+        tenant.as_str(),
+        ephemeral_id.as_str(),
     )
-    .bind(tenant.as_str())
-    .bind(ephemeral_id.as_str())
     .fetch_optional(&mut **tx)
     .await
 }
@@ -153,14 +174,15 @@ pub async fn current<'e>(
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
-    sqlx::query_as(
-        "select * from environments
+    rows!(
+        "select";
+        "from environments
           where tenant_id = $1 and ephemeral_id = $2
           order by (desired = 'present') desc, generation desc
           limit 1",
+        tenant.as_str(),
+        ephemeral_id.as_str(),
     )
-    .bind(tenant.as_str())
-    .bind(ephemeral_id.as_str())
     .fetch_optional(db)
     .await
 }
@@ -170,11 +192,11 @@ pub async fn max_generation(
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
 ) -> sqlx::Result<i32> {
-    sqlx::query_scalar(
-        "select coalesce(max(generation), 0) from environments where tenant_id = $1 and ephemeral_id = $2",
+    sqlx::query_scalar!(
+        r#"select coalesce(max(generation), 0) as "max!" from environments where tenant_id = $1 and ephemeral_id = $2"#,
+        tenant.as_str(),
+        ephemeral_id.as_str(),
     )
-    .bind(tenant.as_str())
-    .bind(ephemeral_id.as_str())
     .fetch_one(&mut **tx)
     .await
 }
@@ -184,26 +206,27 @@ pub async fn insert(
     new: &NewEnvironment<'_>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "insert into environments (id, tenant_id, ephemeral_id, generation, desired, status, request,
                                    project_key, environment_key, environment_name, source_environment_key,
                                    color, tags, expires_at, created_at, updated_at)
          values ($1, $2, $3, $4, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
-         returning *",
+         returning";
+        "",
+        new.id,
+        new.tenant.as_str(),
+        new.ephemeral_id.as_str(),
+        new.generation,
+        new.request,
+        new.project_key,
+        new.environment_key,
+        new.environment_name,
+        new.source_environment_key,
+        new.color,
+        new.tags,
+        new.expires_at as Option<DateTime<Utc>>,
+        now as DateTime<Utc>,
     )
-    .bind(new.id)
-    .bind(new.tenant.as_str())
-    .bind(new.ephemeral_id.as_str())
-    .bind(new.generation)
-    .bind(&new.request)
-    .bind(new.project_key)
-    .bind(new.environment_key)
-    .bind(new.environment_name)
-    .bind(new.source_environment_key)
-    .bind(new.color)
-    .bind(new.tags)
-    .bind(new.expires_at)
-    .bind(now)
     .fetch_one(&mut **tx)
     .await
 }
@@ -215,16 +238,17 @@ pub async fn mark_absent<'e>(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        id,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(now)
     .fetch_one(db)
     .await
 }
@@ -236,16 +260,17 @@ pub async fn rearm<'e>(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set status = case desired when 'present' then 'pending' else 'deleting' end, refused = false,
                 revision = revision + 1, updated_at = $3
           where tenant_id = $1 and id = $2
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        id,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(now)
     .fetch_one(db)
     .await
 }
@@ -255,11 +280,14 @@ pub async fn get<'e>(
     tenant: &TenantId,
     id: Uuid,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
-    sqlx::query_as("select * from environments where tenant_id = $1 and id = $2")
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    rows!(
+        "select";
+        "from environments where tenant_id = $1 and id = $2",
+        tenant.as_str(),
+        id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn get_for_update(
@@ -267,11 +295,14 @@ pub async fn get_for_update(
     tenant: &TenantId,
     id: Uuid,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
-    sqlx::query_as("select * from environments where tenant_id = $1 and id = $2 for update")
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+    rows!(
+        "select";
+        "from environments where tenant_id = $1 and id = $2 for update",
+        tenant.as_str(),
+        id,
+    )
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Newest first. `before_seq` is the `seq` of the last row of the previous page.
@@ -282,16 +313,17 @@ pub async fn list(
     before_seq: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
-    sqlx::query_as(
-        "select * from environments
+    rows!(
+        "select";
+        "from environments
           where tenant_id = $1 and ($2 or status <> 'deleted') and ($3::bigint is null or seq < $3)
           order by seq desc
           limit $4",
+        tenant.as_str(),
+        include_deleted,
+        before_seq,
+        limit,
     )
-    .bind(tenant.as_str())
-    .bind(include_deleted)
-    .bind(before_seq)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -308,21 +340,22 @@ pub async fn record_created(
     sealed_mobile_key: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set client_side_id = $3, sdk_key = $4, mobile_key = $5,
                 status = case desired when 'present' then 'ready' else status end, refused = false,
                 ready_at = case desired when 'present' then $6 else ready_at end,
                 last_error = null, updated_at = $6
           where tenant_id = $1 and id = $2
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        id,
+        client_side_id,
+        sealed_sdk_key,
+        sealed_mobile_key,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(client_side_id)
-    .bind(sealed_sdk_key)
-    .bind(sealed_mobile_key)
-    .bind(now)
     .fetch_one(&mut **tx)
     .await
 }
@@ -337,16 +370,17 @@ pub async fn mark_failed(
     refused: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "update environments set status = 'failed', refused = $4, last_error = $3, updated_at = $5
           where tenant_id = $1 and id = $2
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        id,
+        error,
+        refused,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(error)
-    .bind(refused)
-    .bind(now)
     .fetch_one(&mut **tx)
     .await
 }
@@ -358,15 +392,16 @@ pub async fn mark_deleted(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set status = 'deleted', refused = false, sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        id,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(now)
     .fetch_one(&mut **tx)
     .await
 }
@@ -379,13 +414,13 @@ pub async fn note_error<'e>(
     error: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update environments set last_error = $3, updated_at = $4 where tenant_id = $1 and id = $2",
+        tenant.as_str(),
+        id,
+        error,
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(error)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(())
@@ -397,25 +432,36 @@ pub async fn mark_all_absent(
     tenant: &TenantId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $2
           where tenant_id = $1 and desired = 'present'
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(now)
     .fetch_all(&mut **tx)
+    .await
+}
+
+/// Generations of the tenant not yet deleted upstream (offboarding waits for them).
+pub async fn count_live<'e>(db: impl PgExecutor<'e>, tenant: &TenantId) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from environments where tenant_id = $1 and status <> 'deleted'"#,
+        tenant.as_str(),
+    )
+    .fetch_one(db)
     .await
 }
 
 /// Generations of the tenant the workers are still deleting.
 pub async fn count_deleting<'e>(db: impl PgExecutor<'e>, tenant: &TenantId) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "select count(*) from environments where tenant_id = $1 and status = 'deleting'",
+    sqlx::query_scalar!(
+        r#"select count(*) as "count!" from environments where tenant_id = $1 and status = 'deleting'"#,
+        tenant.as_str(),
     )
-    .bind(tenant.as_str())
     .fetch_one(db)
     .await
 }
@@ -423,10 +469,10 @@ pub async fn count_deleting<'e>(db: impl PgExecutor<'e>, tenant: &TenantId) -> s
 /// Tenants that have generations past their `expires_at`. A scan over every
 /// tenant: the TTL clock is the system's, not any caller's.
 pub async fn tenants_with_expired(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<TenantId>> {
-    let raw: Vec<String> = sqlx::query_scalar(
+    let raw: Vec<String> = sqlx::query_scalar!(
         "select distinct tenant_id from environments where desired = 'present' and expires_at <= $1",
+        now as DateTime<Utc>,
     )
-    .bind(now)
     .fetch_all(db)
     .await?;
     Ok(raw
@@ -442,7 +488,7 @@ pub async fn expire(
     now: DateTime<Utc>,
     limit: i64,
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
-    sqlx::query_as(
+    rows!(
         "update environments
             set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
                 last_error = null, updated_at = $2
@@ -451,11 +497,12 @@ pub async fn expire(
                         order by expires_at
                         limit $3
                         for update skip locked)
-          returning *",
+          returning";
+        "",
+        tenant.as_str(),
+        now as DateTime<Utc>,
+        limit,
     )
-    .bind(tenant.as_str())
-    .bind(now)
-    .bind(limit)
     .fetch_all(&mut **tx)
     .await
 }
@@ -471,18 +518,18 @@ pub async fn sweepable_keys(
     keys: &[String],
     ids: &[String],
 ) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "select u.key from unnest($3::text[], $4::text[]) as u(key, id)
+    sqlx::query_scalar!(
+        r#"select u.key as "key!" from unnest($3::text[], $4::text[]) as u(key, id)
           where exists (select 1 from environments e
                          where e.tenant_id = $1 and e.project_key = $2 and e.environment_key = u.key)
             and not exists (select 1 from environments e
                              where e.tenant_id = $1 and e.project_key = $2 and e.environment_key = u.key
-                               and (e.status <> 'deleted' or e.client_side_id <> u.id))",
+                               and (e.status <> 'deleted' or e.client_side_id <> u.id))"#,
+        tenant.as_str(),
+        project_key,
+        keys,
+        ids,
     )
-    .bind(tenant.as_str())
-    .bind(project_key)
-    .bind(keys)
-    .bind(ids)
     .fetch_all(db)
     .await
 }

@@ -7,10 +7,11 @@ use serde::Serialize;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::notify;
 use crate::ids::TenantId;
 
 /// Wakes idle workers in every replica when a job is queued.
-pub const JOBS_CHANNEL: &str = "ld_eaas_jobs";
+pub use super::notify::JOBS_CHANNEL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -31,10 +32,9 @@ impl JobKind {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Job {
     pub id: Uuid,
-    #[sqlx(try_from = "String")]
     pub tenant_id: TenantId,
     pub kind: JobKind,
     pub environment_id: Option<Uuid>,
@@ -47,11 +47,7 @@ pub struct Job {
 }
 
 async fn notify_workers(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
-    sqlx::query("select pg_notify($1, '')")
-        .bind(JOBS_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    notify::send(&mut **tx, JOBS_CHANNEL, "").await
 }
 
 /// Queues reconciliation of an environment. If one is already open it is
@@ -63,16 +59,16 @@ pub async fn enqueue_reconcile(
     environment_id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
          values ($1, $2, 'reconcile_environment', $3, 'queued', $4, $4, $4)
          on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
          do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at",
+        Uuid::new_v4(),
+        tenant.as_str(),
+        environment_id,
+        now as DateTime<Utc>,
     )
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_str())
-    .bind(environment_id)
-    .bind(now)
     .execute(&mut **tx)
     .await?;
     notify_workers(tx).await
@@ -85,15 +81,15 @@ pub async fn enqueue_tenant_job(
     kind: JobKind,
     run_at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
          values ($1, $2, $3, 'queued', $4, $4, $4)
          on conflict do nothing",
+        Uuid::new_v4(),
+        tenant.as_str(),
+        kind.as_str(),
+        run_at as DateTime<Utc>,
     )
-    .bind(Uuid::new_v4())
-    .bind(tenant.as_str())
-    .bind(kind)
-    .bind(run_at)
     .execute(&mut **tx)
     .await?;
     notify_workers(tx).await?;
@@ -106,10 +102,12 @@ pub async fn lock_offboarding(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
 ) -> sqlx::Result<()> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7))")
-        .bind(format!("offboarding/{tenant}"))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended($1, 7))",
+        format!("offboarding/{tenant}"),
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -120,21 +118,22 @@ pub async fn wake_offboarding(
     tenant: &TenantId,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let offboarding: Option<bool> =
-        sqlx::query_scalar("select offboarding_at is not null from tenants where id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
+    let offboarding: Option<bool> = sqlx::query_scalar!(
+        r#"select offboarding_at is not null as "offboarding!" from tenants where id = $1"#,
+        tenant.as_str(),
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
     if offboarding != Some(true) {
         return Ok(());
     }
     lock_offboarding(tx, tenant).await?;
-    sqlx::query(
+    sqlx::query!(
         "update jobs set run_at = $2
           where tenant_id = $1 and kind = 'offboard_tenant' and state = 'queued' and run_at > $2",
+        tenant.as_str(),
+        now as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(now)
     .execute(&mut **tx)
     .await?;
     notify_workers(tx).await
@@ -150,8 +149,9 @@ pub async fn claim(
     lease: Duration,
     per_tenant: i64,
 ) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as(
-        "with busy as (
+    sqlx::query_as!(
+        Job,
+        r#"with busy as (
              select tenant_id, count(*) as running from jobs
               where state = 'running' and locked_until > $1
               group by tenant_id
@@ -167,13 +167,14 @@ pub async fn claim(
                          attempts = jobs.attempts + 1, updated_at = $1
            from next
           where jobs.id = next.id
-         returning jobs.id, jobs.tenant_id, jobs.kind, jobs.environment_id, jobs.attempts, jobs.run_at,
-                   jobs.locked_by, jobs.locked_until, jobs.last_error, jobs.created_at",
+         returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
+                   jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
+                   jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
+        now as DateTime<Utc>,
+        worker,
+        (now + lease) as DateTime<Utc>,
+        per_tenant,
     )
-    .bind(now)
-    .bind(worker)
-    .bind(now + lease)
-    .bind(per_tenant)
     .fetch_optional(db)
     .await
 }
@@ -185,12 +186,12 @@ pub async fn heartbeat(
     worker: &str,
     until: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update jobs set locked_until = $3 where id = $1 and locked_by = $2 and state = 'running'",
+        id,
+        worker,
+        until as DateTime<Utc>,
     )
-    .bind(id)
-    .bind(worker)
-    .bind(until)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -203,22 +204,22 @@ pub async fn still_held(
     id: Uuid,
     worker: &str,
 ) -> sqlx::Result<bool> {
-    let held: Option<Uuid> = sqlx::query_scalar(
+    let held: Option<Uuid> = sqlx::query_scalar!(
         "select id from jobs where id = $1 and locked_by = $2 and state = 'running' for update",
+        id,
+        worker,
     )
-    .bind(id)
-    .bind(worker)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(held.is_some())
 }
 
 pub async fn finish<'e>(db: impl PgExecutor<'e>, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update jobs set state = 'done', locked_by = null, locked_until = null, updated_at = $2 where id = $1",
+        id,
+        now as DateTime<Utc>,
     )
-    .bind(id)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(())
@@ -234,17 +235,17 @@ pub async fn retry<'e>(
     reset_attempts: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update jobs set state = 'queued', run_at = $2, last_error = coalesce($3, last_error),
                          attempts = case when $4 then 0 else attempts end,
                          locked_by = null, locked_until = null, updated_at = $5
           where id = $1",
+        id,
+        run_at as DateTime<Utc>,
+        error,
+        reset_attempts,
+        now as DateTime<Utc>,
     )
-    .bind(id)
-    .bind(run_at)
-    .bind(error)
-    .bind(reset_attempts)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(())
@@ -252,7 +253,10 @@ pub async fn retry<'e>(
 
 /// After a 429: nothing queued for any tenant on that LaunchDarkly account
 /// runs before `reset_at`; they wake spread over `spread` so they do not all
-/// knock at once. Returns how many jobs moved.
+/// knock at once. Returns how many jobs moved. Job rows another transaction
+/// holds are skipped, never waited for: this statement takes many job rows
+/// without their environments, which the lock order (`crate::store`) allows
+/// only without waiting (a skipped job meets the limit and is held itself).
 pub async fn hold_account(
     db: &PgPool,
     account_id: &str,
@@ -260,14 +264,16 @@ pub async fn hold_account(
     spread: Duration,
 ) -> sqlx::Result<u64> {
     let spread_ms = spread.num_milliseconds().max(0) as f64;
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "update jobs set run_at = $2 + make_interval(secs => random() * $3 / 1000.0)
-          where state = 'queued' and run_at < $2
-            and tenant_id in (select tenant_id from connections where account_id = $1)",
+          where id in (select id from jobs
+                        where state = 'queued' and run_at < $2
+                          and tenant_id in (select tenant_id from connections where account_id = $1)
+                        for update skip locked)",
+        account_id,
+        reset_at as DateTime<Utc>,
+        spread_ms,
     )
-    .bind(account_id)
-    .bind(reset_at)
-    .bind(spread_ms)
     .execute(db)
     .await?;
     Ok(done.rows_affected())
@@ -281,7 +287,7 @@ pub async fn schedule_sweeps(
     now: DateTime<Utc>,
     since: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
          select gen_random_uuid(), s.tenant_id, 'sweep_tenant', 'queued', $1, $1, $1
            from tenant_settings s
@@ -291,39 +297,38 @@ pub async fn schedule_sweeps(
                              where j.tenant_id = s.tenant_id and j.kind = 'sweep_tenant'
                                and (j.state in ('queued', 'running') or j.updated_at > $2))
          on conflict do nothing",
+        now as DateTime<Utc>,
+        since as DateTime<Utc>,
     )
-    .bind(now)
-    .bind(since)
     .execute(db)
     .await?;
     if done.rows_affected() > 0 {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(JOBS_CHANNEL)
-            .execute(db)
-            .await?;
+        notify::send(db, JOBS_CHANNEL, "").await?;
     }
     Ok(done.rows_affected())
 }
 
 /// Queue depth by state, for the metrics: (queued and due, queued later, running).
 pub async fn depth(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<(i64, i64, i64)> {
-    sqlx::query_as(
-        "select count(*) filter (where state = 'queued' and run_at <= $1),
-                count(*) filter (where state = 'queued' and run_at > $1),
-                count(*) filter (where state = 'running')
-           from jobs where state in ('queued', 'running')",
+    let row = sqlx::query!(
+        r#"select count(*) filter (where state = 'queued' and run_at <= $1) as "due!",
+                  count(*) filter (where state = 'queued' and run_at > $1) as "later!",
+                  count(*) filter (where state = 'running') as "running!"
+             from jobs where state in ('queued', 'running')"#,
+        now as DateTime<Utc>,
     )
-    .bind(now)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((row.due, row.later, row.running))
 }
 
 /// Forgets finished jobs older than `before`.
 pub async fn purge_finished(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    let done =
-        sqlx::query("delete from jobs where state in ('done', 'failed') and updated_at < $1")
-            .bind(before)
-            .execute(db)
-            .await?;
+    let done = sqlx::query!(
+        "delete from jobs where state in ('done', 'failed') and updated_at < $1",
+        before as DateTime<Utc>,
+    )
+    .execute(db)
+    .await?;
     Ok(done.rows_affected())
 }

@@ -7,12 +7,13 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::notify;
 use crate::ids::TenantId;
 
 /// Wakes the webhook senders when an event is written.
-pub const OUTBOX_CHANNEL: &str = "ld_eaas_outbox";
+pub use super::notify::OUTBOX_CHANNEL;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutboxEvent {
     pub id: Uuid,
     pub tenant_id: String,
@@ -30,21 +31,18 @@ pub async fn insert(
     now: DateTime<Utc>,
 ) -> sqlx::Result<Uuid> {
     let id = Uuid::new_v4();
-    sqlx::query(
+    sqlx::query!(
         "insert into webhook_outbox (id, tenant_id, event_type, payload, next_attempt_at, created_at)
          values ($1, $2, $3, $4, $5, $5)",
+        id,
+        tenant.as_str(),
+        event_type,
+        payload,
+        now as DateTime<Utc>,
     )
-    .bind(id)
-    .bind(tenant.as_str())
-    .bind(event_type)
-    .bind(payload)
-    .bind(now)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(OUTBOX_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
+    notify::send(&mut **tx, OUTBOX_CHANNEL, "").await?;
     Ok(id)
 }
 
@@ -54,17 +52,18 @@ pub async fn claim_due(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> sqlx::Result<Option<OutboxEvent>> {
-    sqlx::query_as(
-        "update webhook_outbox set next_attempt_at = $2, attempts = attempts + 1
+    sqlx::query_as!(
+        OutboxEvent,
+        r#"update webhook_outbox set next_attempt_at = $2, attempts = attempts + 1
           where id = (select id from webhook_outbox
                        where delivered_at is null and abandoned_at is null and next_attempt_at <= $1
                        order by next_attempt_at
                        limit 1
                        for update skip locked)
-          returning id, tenant_id, event_type, payload, attempts, created_at",
+          returning id, tenant_id, event_type, payload, attempts, created_at as "created_at: _""#,
+        now as DateTime<Utc>,
+        lease_until as DateTime<Utc>,
     )
-    .bind(now)
-    .bind(lease_until)
     .fetch_optional(db)
     .await
 }
@@ -74,11 +73,13 @@ pub async fn mark_delivered<'e>(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("update webhook_outbox set delivered_at = $2, last_error = null where id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update webhook_outbox set delivered_at = $2, last_error = null where id = $1",
+        id,
+        now as DateTime<Utc>,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -88,12 +89,14 @@ pub async fn schedule_retry<'e>(
     next_attempt_at: DateTime<Utc>,
     error: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("update webhook_outbox set next_attempt_at = $2, last_error = $3 where id = $1")
-        .bind(id)
-        .bind(next_attempt_at)
-        .bind(error)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update webhook_outbox set next_attempt_at = $2, last_error = $3 where id = $1",
+        id,
+        next_attempt_at as DateTime<Utc>,
+        error,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -103,21 +106,23 @@ pub async fn abandon<'e>(
     error: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query("update webhook_outbox set abandoned_at = $2, last_error = $3 where id = $1")
-        .bind(id)
-        .bind(now)
-        .bind(error)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "update webhook_outbox set abandoned_at = $2, last_error = $3 where id = $1",
+        id,
+        now as DateTime<Utc>,
+        error,
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// Forgets delivered events older than `before`.
 pub async fn purge_delivered(db: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "delete from webhook_outbox where delivered_at is not null and delivered_at < $1",
+        before as DateTime<Utc>,
     )
-    .bind(before)
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -7,39 +7,12 @@ use sqlx::PgPool;
 use crate::crypto::{Keyring, SealedColumn};
 use crate::ids::TenantId;
 
-/// Where sealed values live, and how a row is named for the swap.
-struct SealedSite {
-    table: &'static str,
-    column: &'static str,
-    row_key: &'static str,
-    kind: SealedColumn,
-}
-
-const SITES: &[SealedSite] = &[
-    SealedSite {
-        table: "connections",
-        column: "access_token",
-        row_key: "tenant_id",
-        kind: SealedColumn::AccessToken,
-    },
-    SealedSite {
-        table: "connections",
-        column: "refresh_token",
-        row_key: "tenant_id",
-        kind: SealedColumn::RefreshToken,
-    },
-    SealedSite {
-        table: "environments",
-        column: "sdk_key",
-        row_key: "id::text",
-        kind: SealedColumn::SdkKey,
-    },
-    SealedSite {
-        table: "environments",
-        column: "mobile_key",
-        row_key: "id::text",
-        kind: SealedColumn::MobileKey,
-    },
+/// Every column that holds sealed values, in the order they are re-sealed.
+const SITES: &[SealedColumn] = &[
+    SealedColumn::AccessToken,
+    SealedColumn::RefreshToken,
+    SealedColumn::SdkKey,
+    SealedColumn::MobileKey,
 ];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -49,47 +22,147 @@ pub struct RotationReport {
     pub unreadable: u64,
 }
 
+/// One sealed value and the row it sits in (`row_key`: the tenant id for
+/// connections, the environment id as text for environments).
+struct SealedValue {
+    row_key: String,
+    tenant_id: String,
+    sealed: String,
+}
+
+/// The values of `site` not sealed under the key that `prefix` names.
+async fn not_under(
+    db: &PgPool,
+    site: SealedColumn,
+    prefix: &str,
+) -> sqlx::Result<Vec<SealedValue>> {
+    let len = i32::try_from(prefix.len()).unwrap_or(i32::MAX);
+    // One statement per column: the macros need literal SQL.
+    match site {
+        SealedColumn::AccessToken => {
+            sqlx::query_as!(
+                SealedValue,
+                r#"select tenant_id as "row_key!", tenant_id, access_token as "sealed!" from connections
+                    where access_token is not null and left(access_token, $1) <> $2"#,
+                len,
+                prefix,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SealedColumn::RefreshToken => {
+            sqlx::query_as!(
+                SealedValue,
+                r#"select tenant_id as "row_key!", tenant_id, refresh_token as "sealed!" from connections
+                    where refresh_token is not null and left(refresh_token, $1) <> $2"#,
+                len,
+                prefix,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SealedColumn::SdkKey => {
+            sqlx::query_as!(
+                SealedValue,
+                r#"select id::text as "row_key!", tenant_id, sdk_key as "sealed!" from environments
+                    where sdk_key is not null and left(sdk_key, $1) <> $2"#,
+                len,
+                prefix,
+            )
+            .fetch_all(db)
+            .await
+        }
+        SealedColumn::MobileKey => {
+            sqlx::query_as!(
+                SealedValue,
+                r#"select id::text as "row_key!", tenant_id, mobile_key as "sealed!" from environments
+                    where mobile_key is not null and left(mobile_key, $1) <> $2"#,
+                len,
+                prefix,
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
+
+/// Replaces `old` by `resealed` if the row still holds `old`. Returns how
+/// many rows changed (0 when a concurrent write won).
+async fn swap(
+    db: &PgPool,
+    site: SealedColumn,
+    old: &SealedValue,
+    resealed: &str,
+) -> sqlx::Result<u64> {
+    let (row_key, tenant, sealed) = (&old.row_key, &old.tenant_id, &old.sealed);
+    let done = match site {
+        SealedColumn::AccessToken => {
+            sqlx::query!(
+                "update connections set access_token = $1
+                  where tenant_id = $2 and tenant_id = $3 and access_token = $4",
+                resealed,
+                row_key,
+                tenant,
+                sealed,
+            )
+            .execute(db)
+            .await?
+        }
+        SealedColumn::RefreshToken => {
+            sqlx::query!(
+                "update connections set refresh_token = $1
+                  where tenant_id = $2 and tenant_id = $3 and refresh_token = $4",
+                resealed,
+                row_key,
+                tenant,
+                sealed,
+            )
+            .execute(db)
+            .await?
+        }
+        SealedColumn::SdkKey => {
+            sqlx::query!(
+                "update environments set sdk_key = $1
+                  where id::text = $2 and tenant_id = $3 and sdk_key = $4",
+                resealed,
+                row_key,
+                tenant,
+                sealed,
+            )
+            .execute(db)
+            .await?
+        }
+        SealedColumn::MobileKey => {
+            sqlx::query!(
+                "update environments set mobile_key = $1
+                  where id::text = $2 and tenant_id = $3 and mobile_key = $4",
+                resealed,
+                row_key,
+                tenant,
+                sealed,
+            )
+            .execute(db)
+            .await?
+        }
+    };
+    Ok(done.rows_affected())
+}
+
 pub async fn reseal_all(db: &PgPool, keyring: &Keyring) -> anyhow::Result<RotationReport> {
     let mut report = RotationReport::default();
     let current_prefix = format!("v1.{}.", keyring.current_key_id());
-    for site in SITES {
-        // Keys are static identifiers from SITES, never user input.
-        let select = format!(
-            "select {row_key} as row_key, tenant_id, {column} as sealed from {table}
-              where {column} is not null and left({column}, $1) <> $2",
-            row_key = site.row_key,
-            column = site.column,
-            table = site.table,
-        );
-        let update = format!(
-            "update {table} set {column} = $1 where {row_key} = $2 and tenant_id = $3 and {column} = $4",
-            row_key = site.row_key,
-            column = site.column,
-            table = site.table,
-        );
-        let rows: Vec<(String, String, String)> = sqlx::query_as(&select)
-            .bind(i32::try_from(current_prefix.len()).unwrap_or(i32::MAX))
-            .bind(&current_prefix)
-            .fetch_all(db)
-            .await?;
-        for (row_key, tenant, sealed) in rows {
-            let Ok(tenant_id) = TenantId::parse(&tenant) else {
+    for &site in SITES {
+        for value in not_under(db, site, &current_prefix).await? {
+            let Ok(tenant_id) = TenantId::parse(&value.tenant_id) else {
                 report.unreadable += 1;
                 continue;
             };
-            match keyring.reseal(&tenant_id, site.kind, &sealed) {
+            match keyring.reseal(&tenant_id, site, &value.sealed) {
                 Ok(resealed) => {
-                    let done = sqlx::query(&update)
-                        .bind(&resealed)
-                        .bind(&row_key)
-                        .bind(&tenant)
-                        .bind(&sealed)
-                        .execute(db)
-                        .await?;
-                    report.resealed += done.rows_affected();
+                    report.resealed += swap(db, site, &value, &resealed).await?;
                 }
                 Err(err) => {
-                    tracing::error!(table = site.table, column = site.column, tenant_id = %tenant, error = %err,
+                    tracing::error!(column = site.name(), tenant_id = %value.tenant_id, error = %err,
                         "a stored secret could not be opened with any configured key");
                     report.unreadable += 1;
                 }

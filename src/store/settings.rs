@@ -7,7 +7,7 @@ use sqlx::PgExecutor;
 
 use crate::ids::TenantId;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TenantSettings {
     pub project_key: String,
     pub source_environment_key: String,
@@ -22,11 +22,13 @@ pub async fn get<'e>(
     db: impl PgExecutor<'e>,
     tenant: &TenantId,
 ) -> sqlx::Result<Option<TenantSettings>> {
-    sqlx::query_as(
-        "select project_key, source_environment_key, name_template, color, default_ttl_seconds, key_prefix, updated_at
-           from tenant_settings where tenant_id = $1",
+    sqlx::query_as!(
+        TenantSettings,
+        r#"select project_key, source_environment_key, name_template, color, default_ttl_seconds, key_prefix,
+                  updated_at as "updated_at: _"
+             from tenant_settings where tenant_id = $1"#,
+        tenant.as_str(),
     )
-    .bind(tenant.as_str())
     .fetch_optional(db)
     .await
 }
@@ -36,7 +38,7 @@ pub async fn save<'e>(
     tenant: &TenantId,
     s: &TenantSettings,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "insert into tenant_settings (tenant_id, project_key, source_environment_key, name_template, color,
                                       default_ttl_seconds, key_prefix, updated_at)
          values ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -45,15 +47,15 @@ pub async fn save<'e>(
              name_template = excluded.name_template, color = excluded.color,
              default_ttl_seconds = excluded.default_ttl_seconds, key_prefix = excluded.key_prefix,
              updated_at = excluded.updated_at",
+        tenant.as_str(),
+        s.project_key,
+        s.source_environment_key,
+        s.name_template,
+        s.color,
+        s.default_ttl_seconds,
+        s.key_prefix,
+        s.updated_at as DateTime<Utc>,
     )
-    .bind(tenant.as_str())
-    .bind(&s.project_key)
-    .bind(&s.source_environment_key)
-    .bind(&s.name_template)
-    .bind(&s.color)
-    .bind(s.default_ttl_seconds)
-    .bind(&s.key_prefix)
-    .bind(s.updated_at)
     .execute(db)
     .await?;
     Ok(())

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::layout::{self, Layout, Nav};
 use super::pages::require_tenant;
 use super::{CustomerSession, PageResult};
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::pagination;
 use crate::store::audit::{self, AuditEvent};
 
 /// Rows per page.
@@ -30,7 +31,8 @@ pub struct ActivityRow {
     pub summary: String,
     pub action: String,
     pub environment: String,
-    pub details: String,
+    /// Readable `(label, value)` pairs of the event's details.
+    pub details: Vec<(String, String)>,
     pub tone: &'static str,
 }
 
@@ -52,13 +54,14 @@ pub async fn show_activity(
     let tenant = require_tenant(&state, &session).await?;
     // A garbled cursor shows the first page rather than an error.
     let before = query.before.and_then(|b| b.parse::<i64>().ok());
-    let mut events = audit::list(&state.db, &tenant.id, before, PAGE_SIZE + 1).await?;
-    let older = if events.len() > usize::try_from(PAGE_SIZE).unwrap_or(25) {
-        events.truncate(usize::try_from(PAGE_SIZE).unwrap_or(25));
-        events.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let rows = audit::list(
+        &state.db,
+        &tenant.id,
+        before,
+        pagination::fetch_size(PAGE_SIZE),
+    )
+    .await?;
+    let (events, older) = pagination::page(rows, PAGE_SIZE, |e| e.id);
     let now = state.now();
     let rows = events.iter().map(|e| row(e, now)).collect();
     Ok(ActivityPage {
@@ -162,31 +165,80 @@ fn tone(action: &str) -> &'static str {
     }
 }
 
-/// A short `key: value` line of the event's details (never secrets: the
-/// audit log holds none).
-fn details(value: &Value) -> String {
+/// The event's details for people: known fields get their own words (times
+/// in UTC, auth kinds spelled out), others read as their words; nested
+/// objects and `false` flags say nothing and are left out. Never secrets:
+/// the audit log holds none.
+fn details(value: &Value) -> Vec<(String, String)> {
     let Value::Object(map) = value else {
-        return String::new();
+        return Vec::new();
     };
     map.iter()
         .filter_map(|(k, v)| {
-            let shown = match v {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                // `adopted: false` and the like say nothing.
-                Value::Bool(false) => return None,
-                Value::Bool(true) => "yes".to_owned(),
-                Value::Array(items) => items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let shown = match (k.as_str(), v) {
+                // Who the tenant is, the page already says.
+                ("tenant_id", _) => return None,
+                ("auth_kind", Value::String(kind)) => match kind.as_str() {
+                    "oauth" => "LaunchDarkly sign-in (OAuth)".to_owned(),
+                    "api_token" => "API access token".to_owned(),
+                    other => other.to_owned(),
+                },
+                ("default_ttl_seconds" | "ttl_seconds", Value::Number(n)) => {
+                    n.as_i64().map_or_else(|| n.to_string(), layout::duration)
+                }
+                ("default_ttl_seconds" | "ttl_seconds", Value::Null) => "no limit".to_owned(),
+                ("color", Value::String(hex)) if hex.len() == 6 => format!("#{hex}"),
+                (_, Value::String(s)) => match chrono::DateTime::parse_from_rfc3339(s) {
+                    Ok(at) => layout::human(at.with_timezone(&chrono::Utc)),
+                    Err(_) => s.clone(),
+                },
+                (_, Value::Number(n)) => n.to_string(),
+                (_, Value::Bool(true)) => "yes".to_owned(),
+                (_, Value::Array(items)) => {
+                    let words: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                    if words.is_empty() {
+                        return None;
+                    }
+                    words.join(", ")
+                }
                 _ => return None,
             };
-            Some(format!("{}: {shown}", k.replace('_', " ")))
+            Some((label(k), shown))
         })
-        .collect::<Vec<_>>()
-        .join(" · ")
+        .collect()
+}
+
+/// A detail's name for people.
+fn label(key: &str) -> String {
+    let known = match key {
+        "auth_kind" => "Connected with",
+        "account_id" => "LaunchDarkly account",
+        "project_key" => "Project",
+        "source_environment_key" => "Cloned from",
+        "expires_at" => "Expires",
+        "generation" => "Generation",
+        "previous_generation" => "Replaces generation",
+        "previous_environment_key" => "Previous key",
+        "previous_error" => "Previous error",
+        "client_side_id" => "Client-side ID",
+        "name_template" => "Name",
+        "key_prefix" => "Key prefix",
+        "color" => "Colour",
+        "default_ttl_seconds" => "Default lifetime",
+        "ttl_seconds" => "Lifetime",
+        "left_untouched" => "Left untouched",
+        "adopted" => "Adopted an existing environment",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_owned();
+    }
+    let words = key.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -204,8 +256,29 @@ mod tests {
     }
 
     #[test]
-    fn details_are_one_line() {
-        let v = serde_json::json!({"status": "ready", "tags": ["a", "b"], "nested": {"x": 1}, "adopted": false});
-        assert_eq!(details(&v), "status: ready · tags: a, b");
+    fn details_read_as_words_not_dumps() {
+        let v = serde_json::json!({
+            "status": "ready", "tags": ["a", "b"], "nested": {"x": 1}, "adopted": false,
+            "expires_at": "2026-12-01T10:00:00Z", "auth_kind": "oauth", "default_ttl_seconds": 172_800,
+        });
+        let shown: Vec<(String, String)> = details(&v);
+        let pairs: Vec<(&str, &str)> = shown
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert!(
+            pairs.contains(&("Expires", "Dec 1, 2026 10:00 UTC")),
+            "{pairs:?}"
+        );
+        assert!(
+            pairs.contains(&("Connected with", "LaunchDarkly sign-in (OAuth)")),
+            "{pairs:?}"
+        );
+        assert!(pairs.contains(&("Default lifetime", "2 days")), "{pairs:?}");
+        assert!(pairs.contains(&("Status", "ready")), "{pairs:?}");
+        assert!(pairs.contains(&("Tags", "a, b")), "{pairs:?}");
+        assert!(!pairs.iter().any(|(k, _)| k.contains('_')
+            || *k == "Nested"
+            || *k == "Adopted an existing environment"));
     }
 }

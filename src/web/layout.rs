@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{CustomerSession, Flash, PageResult};
-use crate::startup::AppState;
+use crate::app::AppState;
 use crate::store::tenants::Tenant;
 
 /// The navigation tab a page belongs to.
@@ -27,6 +27,9 @@ pub struct Layout {
     pub nav: Nav,
     /// Extra scripts are never inline: pages that poll set this.
     pub refresh_seconds: Option<u32>,
+    /// "Back to <product>": the vendor's app, when the connect link said
+    /// where (checked against `LD_EAAS_RETURN_URL_ORIGINS`).
+    pub return_url: Option<String>,
 }
 
 impl Layout {
@@ -45,6 +48,10 @@ impl Layout {
             flashes: session.take_flashes().await?,
             nav,
             refresh_seconds: None,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 
@@ -63,11 +70,16 @@ impl Layout {
             flashes: Vec::new(),
             nav,
             refresh_seconds: None,
+            return_url: super::return_url::still_allowed(
+                session.return_url().await?,
+                &state.config.return_url_origins,
+            ),
         })
     }
 
-    /// The frame of an error page: no tenant, no navigation.
-    pub fn bare(product_name: &str) -> Self {
+    /// The frame of an error page: no tenant, no navigation; the way back
+    /// to the vendor's app if this browser has one.
+    pub fn bare(product_name: &str, return_url: Option<String>) -> Self {
         Self {
             product_name: product_name.to_owned(),
             tenant_name: String::new(),
@@ -75,6 +87,7 @@ impl Layout {
             flashes: Vec::new(),
             nav: Nav::None,
             refresh_seconds: None,
+            return_url,
         }
     }
 
@@ -168,7 +181,7 @@ mod tests {
 
     #[test]
     fn relative_times_read_naturally() {
-        let now = Utc::now();
+        let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(19_675);
         assert_eq!(relative(now, now), "just now");
         assert_eq!(relative(now - Duration::minutes(5), now), "5 minutes ago");
         assert_eq!(relative(now - Duration::hours(3), now), "3 hours ago");

@@ -11,6 +11,7 @@ pub mod environments;
 pub mod layout;
 pub mod oauth;
 pub mod pages;
+pub mod return_url;
 pub mod session;
 pub mod settings;
 
@@ -26,8 +27,11 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::error::AppError;
-use crate::startup::AppState;
+use crate::app::AppState;
+use crate::connections::ConnectionError;
+use crate::environments::EnvironmentError;
+use crate::error::{AppError, envelope};
+use crate::tenants::TenantError;
 
 pub use layout::{Layout, Nav};
 pub use session::{CustomerSession, Flash, FlashKind};
@@ -47,6 +51,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .with_expiry(Expiry::OnInactivity(idle));
     Router::new()
         .route("/", get(pages::home))
+        .route(
+            "/connect/switch",
+            get(connect::show_switch).post(connect::answer_switch),
+        )
         .route("/connect/{token}", get(connect::open_connect_link))
         .route(
             "/settings",
@@ -58,6 +66,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/settings/preview", get(settings::preview_settings))
         .route("/environments", get(environments::list_environments))
+        .route(
+            "/environments/version",
+            get(environments::environments_version),
+        )
         .route(
             "/environments/{id}/keys",
             post(environments::reveal_environment_keys),
@@ -88,6 +100,26 @@ pub struct PageError(pub AppError);
 impl From<AppError> for PageError {
     fn from(err: AppError) -> Self {
         Self(err)
+    }
+}
+
+// Domain errors reach a page through the same status and message as the
+// API's, one `From` each; pages that say more match the variants first.
+impl From<EnvironmentError> for PageError {
+    fn from(err: EnvironmentError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<TenantError> for PageError {
+    fn from(err: TenantError) -> Self {
+        Self(err.into())
+    }
+}
+
+impl From<ConnectionError> for PageError {
+    fn from(err: ConnectionError) -> Self {
+        Self(err.into())
     }
 }
 
@@ -179,6 +211,7 @@ fn is_html(response: &Response) -> bool {
 /// asking for JSON get the JSON envelope.
 async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let json = wants_json(req.headers());
+    let session = req.extensions().get::<tower_sessions::Session>().cloned();
     let response = next.run(req).await;
     let status = response.status();
     let marked = response.extensions().get::<FriendlyError>().cloned();
@@ -201,11 +234,22 @@ async fn friendly_errors(State(state): State<AppState>, req: Request, next: Next
             .unwrap_or("error")
             .to_ascii_lowercase()
             .replace(' ', "_");
-        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let body = envelope(&code, &message);
         return (status, axum::Json(body)).into_response();
     }
+    // The way back to the vendor's app, if this browser was given one (and
+    // the handler did not just end the session).
+    let return_url = match session {
+        Some(session) => CustomerSession::wrap(session)
+            .return_url()
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let return_url = return_url::still_allowed(return_url, &state.config.return_url_origins);
     let page = ErrorPage {
-        layout: Layout::bare(&state.config.product_name),
+        layout: Layout::bare(&state.config.product_name, return_url),
         status: status.as_u16(),
         title,
         message,

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::pages::require_tenant;
 use super::session::OAuthPending;
 use super::{CsrfOnly, CustomerSession, FlashKind, PageResult, WebForm};
+use crate::app::AppState;
 use crate::connections::{self, ConnectError, Connected, ConnectionError};
-use crate::launchdarkly::{LdError, PkceCodeVerifier, TokenHint};
-use crate::startup::AppState;
+use crate::launchdarkly::{LdError, PkceCodeVerifier};
 
 #[tracing::instrument(skip_all, fields(tenant_id = tracing::field::Empty))]
 pub async fn start_oauth(
@@ -118,12 +118,12 @@ async fn finish_oauth(
         Err(err) => {
             tracing::warn!(error = %err, "storing the OAuth connection failed");
             // Nothing was stored, so the grant just made must not stay live.
-            let _ = oauth
-                .revoke(&issued.access_token, TokenHint::AccessToken)
-                .await;
-            if let Some(refresh) = &issued.refresh_token {
-                let _ = oauth.revoke(refresh, TokenHint::RefreshToken).await;
-            }
+            connections::revoke_tokens(
+                oauth,
+                Some(&issued.access_token),
+                issued.refresh_token.as_ref(),
+            )
+            .await;
             Err(match err {
                 ConnectError::ReadOnly => READ_ONLY_MESSAGE.to_owned(),
                 _ => "Signed in, but LaunchDarkly did not let us read your account. Please try again.".to_owned(),
@@ -156,9 +156,15 @@ pub async fn save_api_token(
     session.verify_csrf(form.csrf_token.as_deref()).await?;
     let token = form.api_token.unwrap_or_default();
     let token = token.trim();
-    if token.is_empty() || token.len() > 512 || token.chars().any(char::is_whitespace) {
+    if token.is_empty()
+        || token.len() > 512
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || crate::text::is_refused(c))
+    {
+        session.keep_token_form_open().await?;
         session
-            .flash(FlashKind::Error, "Paste the whole API access token from LaunchDarkly (Account settings → Authorization).")
+            .flash(FlashKind::Error, "Paste the whole API access token from LaunchDarkly (Organization settings → Authorization).")
             .await?;
         return Ok(Redirect::to("/settings"));
     }
@@ -180,15 +186,18 @@ pub async fn save_api_token(
                 .await?;
         }
         Err(ConnectError::ReadOnly) => {
+            session.keep_token_form_open().await?;
             session.flash(FlashKind::Error, READ_ONLY_MESSAGE).await?;
         }
         Err(ConnectError::Connection(ConnectionError::Upstream(LdError::Unauthorized))) => {
+            session.keep_token_form_open().await?;
             session
                 .flash(FlashKind::Error, "LaunchDarkly did not accept that API access token. Check that it is active and copied in full.")
                 .await?;
         }
         Err(err) => {
             tracing::warn!(error = %err, "connecting with an API token failed");
+            session.keep_token_form_open().await?;
             session
                 .flash(
                     FlashKind::Error,
@@ -208,10 +217,7 @@ pub async fn disconnect(
 ) -> PageResult<Redirect> {
     let tenant = require_tenant(&state, &session).await?;
     session.verify_csrf(form.csrf_token.as_deref()).await?;
-    let message = if connections::disconnect(&state, &tenant.id, "browser")
-        .await
-        .map_err(crate::error::AppError::from)?
-    {
+    let message = if connections::disconnect(&state, &tenant.id, "browser").await? {
         "Disconnected from LaunchDarkly. Stored tokens were deleted."
     } else {
         "There was no LaunchDarkly connection to remove."

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{CustomerSession, PageError, PageResult, render_error};
+use crate::app::AppState;
 use crate::error::AppError;
-use crate::startup::AppState;
 use crate::store::tenants::{self, Tenant};
 
 /// The tenant this browser is bound to, or a page that says how to get bound.

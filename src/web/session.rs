@@ -23,6 +23,12 @@ const TENANT_BORN: &str = "tenant_created_at";
 const CSRF: &str = "csrf_token";
 const FLASH: &str = "flash";
 const OAUTH: &str = "oauth_pending";
+/// Where the customer goes back to in the vendor's app (from the link).
+const RETURN_URL: &str = "return_url";
+/// A connect link for another tenant, waiting for the person to confirm.
+const PENDING_SWITCH: &str = "pending_switch";
+/// The API-token form was refused: show it open again.
+const TOKEN_RETRY: &str = "api_token_retry";
 
 /// A one-shot message shown on the next page.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,6 +63,19 @@ pub struct OAuthPending {
     pub pkce_verifier: String,
 }
 
+/// A connect link for another tenant, opened in a browser bound to a
+/// tenant: nothing changes until the person confirms (a POST with the CSRF
+/// token). The link itself is used up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingSwitch {
+    pub tenant_id: String,
+    /// The tenant's creation time (micros), as for a bound tenant.
+    pub tenant_created_at: i64,
+    pub return_url: Option<String>,
+    /// When the link was opened (unix seconds): the offer expires.
+    pub opened_at: i64,
+}
+
 pub struct CustomerSession {
     session: Session,
 }
@@ -85,6 +104,11 @@ fn random_token() -> String {
 }
 
 impl CustomerSession {
+    /// The typed view of a session taken from the request (middleware).
+    pub fn wrap(session: Session) -> Self {
+        Self { session }
+    }
+
     /// The bound tenant id and the creation time it had when it was bound.
     pub async fn tenant(&self) -> Result<Option<(TenantId, i64)>, AppError> {
         let raw: Option<String> = self.session.get(TENANT).await.map_err(session_error)?;
@@ -93,11 +117,23 @@ impl CustomerSession {
     }
 
     /// Binds the browser to a tenant: a new session id (no fixation), and
-    /// nothing carried over from before.
+    /// nothing carried over from before but the link's way back to the
+    /// vendor's app.
     pub async fn bind_tenant(
         &self,
         tenant: &TenantId,
         created_at: chrono::DateTime<chrono::Utc>,
+        return_url: Option<&str>,
+    ) -> Result<(), AppError> {
+        self.bind_tenant_micros(tenant, created_at.timestamp_micros(), return_url)
+            .await
+    }
+
+    async fn bind_tenant_micros(
+        &self,
+        tenant: &TenantId,
+        created_at_micros: i64,
+        return_url: Option<&str>,
     ) -> Result<(), AppError> {
         self.session.clear().await;
         self.session.cycle_id().await.map_err(session_error)?;
@@ -106,14 +142,78 @@ impl CustomerSession {
             .await
             .map_err(session_error)?;
         self.session
-            .insert(TENANT_BORN, created_at.timestamp_micros())
+            .insert(TENANT_BORN, created_at_micros)
             .await
             .map_err(session_error)?;
         self.session
             .insert(CSRF, random_token())
             .await
             .map_err(session_error)?;
+        if let Some(url) = return_url {
+            self.session
+                .insert(RETURN_URL, url)
+                .await
+                .map_err(session_error)?;
+        }
         Ok(())
+    }
+
+    /// Binds the browser to the tenant of a confirmed switch.
+    pub async fn bind_switched(
+        &self,
+        tenant: &TenantId,
+        pending: &PendingSwitch,
+    ) -> Result<(), AppError> {
+        self.bind_tenant_micros(
+            tenant,
+            pending.tenant_created_at,
+            pending.return_url.as_deref(),
+        )
+        .await
+    }
+
+    /// Where the customer goes back to in the vendor's app, if the link said.
+    pub async fn return_url(&self) -> Result<Option<String>, AppError> {
+        self.session.get(RETURN_URL).await.map_err(session_error)
+    }
+
+    pub async fn set_pending_switch(&self, pending: &PendingSwitch) -> Result<(), AppError> {
+        self.session
+            .insert(PENDING_SWITCH, pending)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn pending_switch(&self) -> Result<Option<PendingSwitch>, AppError> {
+        self.session
+            .get(PENDING_SWITCH)
+            .await
+            .map_err(session_error)
+    }
+
+    /// Takes the pending switch out: an offer is answered once.
+    pub async fn take_pending_switch(&self) -> Result<Option<PendingSwitch>, AppError> {
+        self.session
+            .remove(PENDING_SWITCH)
+            .await
+            .map_err(session_error)
+    }
+
+    /// Marks the API-token form to be shown open on the next settings page.
+    pub async fn keep_token_form_open(&self) -> Result<(), AppError> {
+        self.session
+            .insert(TOKEN_RETRY, true)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn take_token_form_open(&self) -> Result<bool, AppError> {
+        Ok(self
+            .session
+            .remove::<bool>(TOKEN_RETRY)
+            .await
+            .map_err(session_error)?
+            .unwrap_or(false))
     }
 
     /// Renews the session id, keeping its data (after connecting an account).

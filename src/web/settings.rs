@@ -18,14 +18,17 @@ use serde_json::json;
 use super::layout::{self, Layout, Nav};
 use super::pages::require_tenant;
 use super::{CustomerSession, FlashKind, PageResult, WebForm, check_csrf};
-use crate::startup::AppState;
-use crate::store::connections::{self, AuthKind, Connection, ConnectionStatus};
+use crate::app::AppState;
+use crate::error::envelope;
+use crate::store::connections;
 use crate::store::settings::{self as settings_store, TenantSettings};
 use crate::store::tenants::Tenant;
 
 mod backend;
+mod card;
 
 pub use backend::{Choice, Choices, FieldErrors, Preview};
+pub use card::ConnectionCard;
 
 /// TTL units the form offers, in seconds.
 const UNITS: [(&str, &str, i64); 4] = [
@@ -141,104 +144,17 @@ impl SettingsDraft {
     }
 }
 
-/// What the connection card shows.
-pub struct ConnectionCard {
-    /// `not_connected`, `connected` or `needs_reconnect`.
-    pub status: &'static str,
-    pub status_label: &'static str,
-    pub tone: &'static str,
-    pub account: String,
-    pub account_id: String,
-    pub via: &'static str,
-    pub is_oauth: bool,
-    pub connected_relative: String,
-    pub connected_iso: String,
-    pub connected_human: String,
-    pub expiry: Option<String>,
-    pub expiry_iso: String,
-    pub scope: String,
-}
-
-impl ConnectionCard {
-    fn new(conn: Option<&Connection>, now: chrono::DateTime<chrono::Utc>) -> Self {
-        let Some(c) = conn else {
-            return Self {
-                status: "not_connected",
-                status_label: "Not connected",
-                tone: "neutral",
-                account: String::new(),
-                account_id: String::new(),
-                via: "",
-                is_oauth: false,
-                connected_relative: String::new(),
-                connected_iso: String::new(),
-                connected_human: String::new(),
-                expiry: None,
-                expiry_iso: String::new(),
-                scope: String::new(),
-            };
-        };
-        let (status, status_label, tone) = match c.status {
-            ConnectionStatus::Connected => ("connected", "Connected", "good"),
-            ConnectionStatus::NeedsReconnect => ("needs_reconnect", "Needs reconnect", "warn"),
-        };
-        let expiry = match (c.auth_kind, c.access_expires_at) {
-            (AuthKind::OAuth, Some(at)) if at > now => Some(format!(
-                "Access token expires {}; it renews automatically",
-                layout::relative(at, now)
-            )),
-            (AuthKind::OAuth, Some(_)) => {
-                Some("Access token expired; it renews on next use".to_owned())
-            }
-            (AuthKind::OAuth, None) => Some("Access token does not expire".to_owned()),
-            (AuthKind::ApiToken, _) => {
-                Some("API access tokens work until you revoke them in LaunchDarkly".to_owned())
-            }
-        };
-        Self {
-            status,
-            status_label,
-            tone,
-            account: c
-                .account_label
-                .clone()
-                .filter(|l| !l.trim().is_empty())
-                .unwrap_or_else(|| c.account_id.clone()),
-            account_id: c.account_id.clone(),
-            via: match c.auth_kind {
-                AuthKind::OAuth => "LaunchDarkly sign-in (OAuth)",
-                AuthKind::ApiToken => "an API access token",
-            },
-            is_oauth: c.auth_kind == AuthKind::OAuth,
-            connected_relative: layout::relative(c.connected_at, now),
-            connected_iso: layout::iso(c.connected_at),
-            connected_human: layout::human(c.connected_at),
-            expiry,
-            expiry_iso: c.access_expires_at.map(layout::iso).unwrap_or_default(),
-            scope: c.scope.clone().unwrap_or_default(),
-        }
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.status == "connected"
-    }
-
-    pub fn needs_reconnect(&self) -> bool {
-        self.status == "needs_reconnect"
-    }
-
-    pub fn is_not_connected(&self) -> bool {
-        self.status == "not_connected"
-    }
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "settings.html")]
 pub struct SettingsPage {
     pub layout: Layout,
     pub connection: ConnectionCard,
     pub oauth_enabled: bool,
-    pub instance_tag: String,
+    /// The tags every environment made for this tenant carries (the same
+    /// the preview shows).
+    pub ownership_tags: Vec<String>,
+    /// The API-token form was just refused: show it open, ready to retry.
+    pub token_form_open: bool,
     pub form: SettingsDraft,
     pub saved: bool,
     pub projects: Choices,
@@ -256,6 +172,37 @@ impl SettingsPage {
 
     pub fn swatch(&self, hex: &str) -> String {
         layout::swatch(hex)
+    }
+
+    /// The ownership tags, each with what follows it in a sentence.
+    pub fn tag_list(&self) -> Vec<(&str, &'static str)> {
+        let n = self.ownership_tags.len();
+        self.ownership_tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let after = match n - i {
+                    1 => "",
+                    2 => " and ",
+                    _ => ", ",
+                };
+                (t.as_str(), after)
+            })
+            .collect()
+    }
+
+    /// The badge beside the form's title: never "Saved" beside problems or
+    /// an unsaved draft.
+    pub fn saved_badge(&self) -> (&'static str, &'static str) {
+        if !self.errors.is_empty() {
+            ("Not saved", "bad")
+        } else if self.is_draft {
+            ("Not saved yet", "warn")
+        } else if self.saved {
+            ("Saved", "good")
+        } else {
+            ("Not set up yet", "neutral")
+        }
     }
 
     pub fn invalid(&self, field: &str) -> &'static str {
@@ -279,19 +226,19 @@ async fn render(
     let connection = ConnectionCard::new(conn.as_ref(), now);
     let saved = settings_store::get(&state.db, &tenant.id).await?;
     let is_draft = draft.is_some();
-    let form = match (draft, &saved) {
+    let mut form = match (draft, &saved) {
         (Some(d), _) => d,
         (None, Some(s)) => SettingsDraft::from_saved(s),
         (None, None) => SettingsDraft::defaults(),
     };
     let (projects, environments) = if connection.is_connected() {
         let projects = backend::projects(state, &tenant.id).await;
-        let project = if form.project_key.is_empty() {
-            // Default to the first project so the source list is useful.
-            projects.first_key().unwrap_or_default()
-        } else {
-            form.project_key.clone()
-        };
+        if form.project_key.is_empty() {
+            // Default to the first project so the source list is useful,
+            // and so the preview names the project the picker shows.
+            form.project_key = projects.first_key().unwrap_or_default();
+        }
+        let project = form.project_key.clone();
         let environments = if project.is_empty() {
             Choices::Loaded(Vec::new())
         } else {
@@ -306,7 +253,8 @@ async fn render(
         layout: Layout::for_tenant(state, session, tenant, Nav::Settings).await?,
         connection,
         oauth_enabled: backend::oauth_enabled(state),
-        instance_tag: state.config.instance_tag(),
+        ownership_tags: crate::naming::ownership_tags(&state.config.instance_tag(), &tenant.id),
+        token_form_open: session.take_token_form_open().await?,
         form,
         saved: saved.is_some(),
         projects,
@@ -370,6 +318,7 @@ pub async fn save_settings(
             Ok(Redirect::to("/settings").into_response())
         }
         Err(errors) => {
+            let errors = errors.in_form_order();
             let page = render(&state, &session, &tenant, Some(draft), errors).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
@@ -390,12 +339,24 @@ pub async fn list_source_environments(
     Query(query): Query<ProjectQuery>,
 ) -> PageResult<Response> {
     let tenant = require_tenant(&state, &session).await?;
+    if let Err(err) = crate::ids::ProjectKey::parse(query.project_key.trim()) {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "invalid_project_key", "message": format!("project_key: the {err}")}})),
+        )
+            .into_response());
+    }
     Ok(
-        match backend::environments(&state, &tenant.id, &query.project_key).await {
+        match backend::environments(&state, &tenant.id, query.project_key.trim()).await {
             Choices::Loaded(items) => Json(json!({ "environments": items })).into_response(),
+            Choices::NoSuchProject(message) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": {"code": "project_not_found", "message": message}})),
+            )
+                .into_response(),
             Choices::Unavailable(message) => (
                 StatusCode::BAD_GATEWAY,
-                Json(json!({"error": {"code": "launchdarkly_unavailable", "message": message}})),
+                Json(envelope("launchdarkly_unavailable", &message)),
             )
                 .into_response(),
         },

@@ -11,10 +11,10 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
 use crate::lifecycle::{TOKEN, get_env, ready_tenant, spawn, start_sim};
-use crate::openapi::Conformance;
 use crate::simulator::{Answer, read};
+use crate::support::conformance::Conformance;
+use crate::support::helpers::TestApp;
 
 /// One call with `Authorization: Bearer <key>` (none if `key` is `None`).
 async fn call(
@@ -98,6 +98,10 @@ async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
         .await;
     let nobody_links = "/tenants/nobody/connect-links";
     k.check(key, "createConnectLink", Method::POST, nobody_links, None)
+        .await;
+    // No return URL origin is allowed here: a return_url is a 400.
+    let back = json!({"return_url": "https://app.vendor.test/"});
+    k.check(key, "createConnectLink", Method::POST, links, Some(back))
         .await;
 
     // Settings: refused until connected, then checked against LaunchDarkly.
@@ -352,7 +356,7 @@ async fn every_answer_of_the_internal_api_matches_the_document_it_serves() {
     k.c.assert_covered(&[
         ("putTenant", &[200, 201, 400, 401, 403]),
         ("getTenant", &[200, 400, 403, 404]),
-        ("createConnectLink", &[201, 404]),
+        ("createConnectLink", &[201, 400, 404]),
         ("putSettings", &[200, 400, 404, 409]),
         ("putEnvironment", &[200, 201, 202, 400, 404, 409, 422]),
         ("getEnvironment", &[200, 404]),

@@ -13,7 +13,7 @@ use ld_eaas::store::connections as stored;
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 
-use crate::helpers::{
+use crate::support::helpers::{
     TestApp, TestDatabase, assert_logs_free_of, spawn_app_on, spawn_app_on_listener,
 };
 

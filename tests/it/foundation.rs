@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::helpers::{TestDatabase, assert_error, assert_logs_free_of, spawn_app};
+use crate::support::helpers::{TestDatabase, assert_error, assert_logs_free_of, spawn_app};
 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
@@ -374,23 +374,27 @@ async fn pages_need_a_bound_session() {
 }
 
 async fn store_connection(
-    app: &crate::helpers::TestApp,
+    app: &crate::support::helpers::TestApp,
     keyring: &Keyring,
     tenant: &str,
     access: &str,
     refresh: &str,
 ) {
     let id = TenantId::parse(tenant).unwrap();
-    let sealed_access = keyring.seal(
-        &id,
-        SealedColumn::AccessToken,
-        &SecretString::from(access.to_owned()),
-    );
-    let sealed_refresh = keyring.seal(
-        &id,
-        SealedColumn::RefreshToken,
-        &SecretString::from(refresh.to_owned()),
-    );
+    let sealed_access = keyring
+        .seal(
+            &id,
+            SealedColumn::AccessToken,
+            &SecretString::from(access.to_owned()),
+        )
+        .unwrap();
+    let sealed_refresh = keyring
+        .seal(
+            &id,
+            SealedColumn::RefreshToken,
+            &SecretString::from(refresh.to_owned()),
+        )
+        .unwrap();
     connections::save(
         &app.db,
         &id,
@@ -511,11 +515,13 @@ async fn rotation_reseals_every_secret_so_old_keys_can_be_removed() {
         .await;
     }
     let tenant = TenantId::parse("t1").unwrap();
-    let sdk = old_ring.seal(
-        &tenant,
-        SealedColumn::SdkKey,
-        &SecretString::from("sdk-key-secret-1".to_owned()),
-    );
+    let sdk = old_ring
+        .seal(
+            &tenant,
+            SealedColumn::SdkKey,
+            &SecretString::from("sdk-key-secret-1".to_owned()),
+        )
+        .unwrap();
     sqlx::query(
         "insert into environments (id, tenant_id, ephemeral_id, generation, desired, status, request, project_key,
              environment_key, environment_name, source_environment_key, color, tags, client_side_id, sdk_key,

@@ -2,6 +2,7 @@
 //! pagination, error mapping, headers, rate limits, timeouts, and OAuth.
 
 mod api;
+mod flags;
 mod limits;
 mod oauth;
 
@@ -63,7 +64,7 @@ pub async fn start() -> Ld {
 }
 
 pub async fn start_with(config: SimulatorConfig, adjust: impl FnOnce(&mut LdClientConfig)) -> Ld {
-    crate::helpers::init_logging();
+    crate::support::helpers::init_logging();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = Simulator::start(config, listener).await.unwrap();
     sim.add_project(OTHER_ACCOUNT, OTHER_PROJECT, "Other", &["main"]);

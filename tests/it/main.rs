@@ -1,20 +1,18 @@
-//! The integration tests: one binary, a module per area. Every test runs the
-//! real server against a fresh Postgres database.
+//! The integration tests: one binary, a module per area, the harness in
+//! `support`. Every test runs the real server against a fresh Postgres
+//! database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod helpers;
+mod support;
 
 mod api_spec;
 mod assets;
-mod browser;
-mod browser_support;
 mod connect;
+mod docs;
 mod foundation;
+mod hardening;
 mod launchdarkly;
 mod lifecycle;
-mod openapi;
+mod private_postgres;
 mod simulator;
 mod ui;
-mod ui_demo;
-mod ui_manifest;
-mod ui_pages;

@@ -4,6 +4,8 @@
 
 mod api;
 mod cli;
+mod demo_link;
+mod flags;
 mod limits;
 mod oauth;
 mod spec;
@@ -78,7 +80,7 @@ pub async fn start() -> Sim {
 }
 
 pub async fn start_with(config: SimulatorConfig) -> Sim {
-    crate::helpers::init_logging();
+    crate::support::helpers::init_logging();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim = Simulator::start(config, listener).await.unwrap();
     let http = reqwest::Client::builder()

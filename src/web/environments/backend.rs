@@ -1,18 +1,19 @@
-//! What the environments page asks of the lifecycle: one seam, so the page
-//! code reads the same whatever sits behind it.
+//! What the environments page asks of the environments domain: one seam, so
+//! the page code reads the same whatever sits behind it.
 
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 
+use crate::app::AppState;
+use crate::environments::{
+    self, Desired, EnvironmentError, EnvironmentRecord, EnvironmentStatus,
+    ListQuery as LifecycleQuery,
+};
 use crate::error::AppError;
 use crate::ids::{EphemeralId, TenantId};
-use crate::lifecycle::{
-    self, Desired, EnvironmentRecord, EnvironmentStatus, ListQuery as LifecycleQuery,
-};
-use crate::startup::AppState;
-use crate::store::{connections, settings};
+use crate::tenants::{self, TenantError};
 
-use super::{PageError, PageResult};
+use super::PageResult;
 
 /// An environment as the page needs it.
 pub struct EnvView {
@@ -50,7 +51,7 @@ impl EnvView {
             status,
             created_at: r.created_at,
             expires_at: r.expires_at,
-            url: lifecycle::environment_url(state, r),
+            url: environments::environment_url(state, r),
             client_side_id: r.client_side_id.clone().unwrap_or_default(),
             last_error: r.last_error.clone().unwrap_or_default(),
             color: r.color.clone(),
@@ -88,11 +89,11 @@ pub async fn list(
         cursor,
         include_deleted,
     };
-    let page = match lifecycle::list_environments(state, tenant, &query).await {
+    let page = match environments::list_environments(state, tenant, &query).await {
         Ok(page) => page,
         // A cursor we did not make: start from the top instead.
-        Err(AppError::Invalid { .. }) => {
-            lifecycle::list_environments(
+        Err(EnvironmentError::InvalidCursor) => {
+            environments::list_environments(
                 state,
                 tenant,
                 &LifecycleQuery {
@@ -102,7 +103,7 @@ pub async fn list(
             )
             .await?
         }
-        Err(err) => return Err(PageError(err)),
+        Err(err) => return Err(err.into()),
     };
     let views = page.items.iter().map(|r| EnvView::new(state, r)).collect();
     Ok((views, page.next_cursor))
@@ -110,11 +111,8 @@ pub async fn list(
 
 /// Whether the tenant can get environments at all: connected, configured.
 pub async fn readiness(state: &AppState, tenant: &TenantId) -> PageResult<(bool, bool)> {
-    let connected = connections::get(&state.db, tenant)
-        .await?
-        .is_some_and(|c| c.status == connections::ConnectionStatus::Connected);
-    let configured = settings::get(&state.db, tenant).await?.is_some();
-    Ok((connected, configured))
+    let readiness = tenants::readiness(&state.db, tenant).await?;
+    Ok((readiness.connected(), readiness.configured()))
 }
 
 /// The live environment's SDK keys; `None` when it has none (not ready, or
@@ -124,13 +122,13 @@ pub async fn reveal_keys(
     tenant: &TenantId,
     id: &EphemeralId,
 ) -> PageResult<Option<Keys>> {
-    let Some(record) = lifecycle::get_environment(state, tenant, id).await? else {
+    let Some(record) = environments::get_environment(state, tenant, id).await? else {
         return Ok(None);
     };
     if record.desired != Desired::Present || record.status != EnvironmentStatus::Ready {
         return Ok(None);
     }
-    Ok(lifecycle::reveal_keys(state, &record)?.map(|keys| Keys {
+    Ok(environments::reveal_keys(state, &record)?.map(|keys| Keys {
         environment_key: record.environment_key.clone(),
         sdk_key: keys.sdk_key.expose_secret().to_owned(),
         mobile_key: keys.mobile_key.expose_secret().to_owned(),
@@ -138,37 +136,41 @@ pub async fn reveal_keys(
     }))
 }
 
-/// What a refused request tells the customer.
-fn refusal(err: AppError) -> Result<(), String> {
-    err.log();
-    Err(match &err {
-        AppError::Internal(_) => {
+/// What a refused request tells the customer, by the kind of refusal.
+fn refusal(err: EnvironmentError) -> Result<(), String> {
+    let message = match &err {
+        EnvironmentError::Internal(_) | EnvironmentError::Tenant(TenantError::Internal(_)) => {
             "Something went wrong on our side; nothing was changed. Try again in a moment."
                 .to_owned()
         }
-        AppError::Conflict {
-            code: "needs_reconnect",
-            ..
-        } => "LaunchDarkly no longer accepts our access: reconnect in Settings first.".to_owned(),
-        AppError::Conflict {
-            code: "not_connected",
-            ..
-        } => "Connect LaunchDarkly in Settings first.".to_owned(),
-        AppError::Conflict {
-            code: "settings_missing",
-            ..
-        } => "Choose a project and source environment in Settings first.".to_owned(),
-        AppError::NotFound(_) => {
+        EnvironmentError::Tenant(TenantError::NeedsReconnect) => {
+            "LaunchDarkly no longer accepts our access: reconnect in Settings first.".to_owned()
+        }
+        EnvironmentError::Tenant(TenantError::NotConnected) => {
+            "Connect LaunchDarkly in Settings first.".to_owned()
+        }
+        EnvironmentError::Tenant(TenantError::SettingsMissing) => {
+            "Choose a project and source environment in Settings first.".to_owned()
+        }
+        EnvironmentError::NotLive(_)
+        | EnvironmentError::Gone
+        | EnvironmentError::Tenant(TenantError::NotFound(_)) => {
             "That environment is already gone or being deleted, so there is nothing to re-create."
                 .to_owned()
         }
-        other => format!("That did not work: {}", other.public_message()),
-    })
+        _ => String::new(),
+    };
+    let err = AppError::from(err);
+    err.log();
+    if message.is_empty() {
+        return Err(format!("That did not work: {}", err.public_message()));
+    }
+    Err(message)
 }
 
 /// Errors are the message the customer sees.
 pub async fn recreate(state: &AppState, tenant: &TenantId, id: &EphemeralId) -> Result<(), String> {
-    match lifecycle::request_recreate(state, tenant, id, "browser").await {
+    match environments::request_recreate(state, tenant, id, "browser").await {
         Ok(_) => Ok(()),
         Err(err) => refusal(err),
     }
@@ -176,7 +178,7 @@ pub async fn recreate(state: &AppState, tenant: &TenantId, id: &EphemeralId) -> 
 
 /// `Ok(false)`: there was nothing to delete.
 pub async fn delete(state: &AppState, tenant: &TenantId, id: &EphemeralId) -> Result<bool, String> {
-    match lifecycle::request_delete(state, tenant, id, "browser").await {
+    match environments::request_delete(state, tenant, id, "browser").await {
         Ok(found) => Ok(found.is_some()),
         Err(err) => refusal(err).map(|()| false),
     }

@@ -6,14 +6,13 @@ use std::future::Future;
 use serde::Serialize;
 
 use super::SettingsDraft;
-use crate::connections::ConnectionError;
+use crate::app::AppState;
+use crate::connections::{CallError, ConnectionError, LdProblem, interactive, problem};
 use crate::error::AppError;
 use crate::ids::{EphemeralId, ProjectKey, TenantId};
 use crate::launchdarkly::{LdError, RequestAuth};
-use crate::lifecycle::keys;
-use crate::lifecycle::settings::{self as rules, SettingsErrors, SettingsInput};
-use crate::lifecycle::upstream::{self, CallError};
-use crate::startup::AppState;
+use crate::naming as keys;
+use crate::settings::{self as rules, SettingsError, SettingsInput};
 
 /// One option of a picker.
 #[derive(Debug, Clone, Serialize)]
@@ -29,13 +28,15 @@ pub struct Choice {
 pub enum Choices {
     Loaded(Vec<Choice>),
     Unavailable(String),
+    /// The project asked for is not one the connection can see.
+    NoSuchProject(String),
 }
 
 impl Choices {
     pub fn first_key(&self) -> Option<String> {
         match self {
             Self::Loaded(items) => items.first().map(|c| c.key.clone()),
-            Self::Unavailable(_) => None,
+            Self::Unavailable(_) | Self::NoSuchProject(_) => None,
         }
     }
 
@@ -46,14 +47,14 @@ impl Choices {
     pub fn items(&self) -> &[Choice] {
         match self {
             Self::Loaded(items) => items,
-            Self::Unavailable(_) => &[],
+            Self::Unavailable(_) | Self::NoSuchProject(_) => &[],
         }
     }
 
     pub fn problem(&self) -> &str {
         match self {
             Self::Loaded(_) => "",
-            Self::Unavailable(message) => message,
+            Self::Unavailable(message) | Self::NoSuchProject(message) => message,
         }
     }
 
@@ -85,7 +86,30 @@ impl FieldErrors {
     pub fn iter(&self) -> impl Iterator<Item = &(String, String)> {
         self.0.iter()
     }
+
+    /// In the order the form shows its fields (a problem of no field
+    /// first), so the summary reads top to bottom like the form.
+    pub fn in_form_order(mut self) -> Self {
+        self.0.sort_by_key(|(field, _)| {
+            FORM_ORDER
+                .iter()
+                .position(|f| f == field)
+                .unwrap_or(FORM_ORDER.len())
+        });
+        self
+    }
 }
+
+/// The settings form's fields, top to bottom.
+const FORM_ORDER: [&str; 7] = [
+    "form",
+    "project_key",
+    "source_environment_key",
+    "name_template",
+    "key_prefix",
+    "color",
+    "ttl_value",
+];
 
 /// What the next environment will look like.
 #[derive(Debug, Clone, Serialize)]
@@ -131,13 +155,31 @@ where
     F: Fn(RequestAuth) -> Fut,
     Fut: Future<Output = Result<T, LdError>>,
 {
-    let deadline = state.now() + chrono::Duration::seconds(5);
-    upstream::interactive(state, tenant, deadline, operation, call)
+    call_as_tenant(state, tenant, operation, call)
         .await
-        .map_err(|err| match err {
-            CallError::Ld(e) => describe_ld(e),
-            CallError::Connection(e) => describe_connection(e),
-        })
+        .map_err(describe_call)
+}
+
+/// Like [`as_tenant`], with the error as it came.
+async fn call_as_tenant<T, F, Fut>(
+    state: &AppState,
+    tenant: &TenantId,
+    operation: &'static str,
+    call: F,
+) -> Result<T, CallError>
+where
+    F: Fn(RequestAuth) -> Fut,
+    Fut: Future<Output = Result<T, LdError>>,
+{
+    let deadline = state.now() + chrono::Duration::seconds(5);
+    interactive(state, tenant, deadline, operation, call).await
+}
+
+fn describe_call(err: CallError) -> String {
+    match err {
+        CallError::Ld(e) => describe_ld(e),
+        CallError::Connection(e) => describe_connection(e),
+    }
 }
 
 fn describe_connection(err: ConnectionError) -> String {
@@ -158,24 +200,24 @@ fn describe_connection(err: ConnectionError) -> String {
     }
 }
 
+/// A LaunchDarkly failure in words for the customer.
 fn describe_ld(err: LdError) -> String {
-    tracing::warn!(error = %err, "a LaunchDarkly call for the settings page failed");
-    match err {
-        LdError::Unauthorized => {
+    match problem(&err) {
+        LdProblem::Unauthorized => {
             "LaunchDarkly no longer accepts our access to this account: reconnect above.".to_owned()
         }
-        LdError::Forbidden { .. } => {
+        LdProblem::Forbidden { .. } => {
             "Your LaunchDarkly access does not allow this. Check the role of the connected account or token."
                 .to_owned()
         }
-        LdError::NotFound => "LaunchDarkly does not know that project.".to_owned(),
-        LdError::RateLimited { .. } => {
+        LdProblem::NotFound => "LaunchDarkly does not know that project.".to_owned(),
+        LdProblem::RateLimited { .. } => {
             "LaunchDarkly asked us to slow down; try again in a minute.".to_owned()
         }
-        LdError::Timeout | LdError::Transport { .. } | LdError::Upstream { .. } => {
-            "LaunchDarkly did not answer; try again in a moment.".to_owned()
+        LdProblem::Unavailable => "LaunchDarkly did not answer; try again in a moment.".to_owned(),
+        LdProblem::Refused { .. } | LdProblem::Unexpected => {
+            "LaunchDarkly gave an answer we could not use; try again in a moment.".to_owned()
         }
-        _ => "LaunchDarkly gave an answer we could not use; try again in a moment.".to_owned(),
     }
 }
 
@@ -209,7 +251,7 @@ pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) ->
     if ProjectKey::parse(project).is_err() {
         return Choices::Unavailable("Choose a project first.".to_owned());
     }
-    let listed = as_tenant(state, tenant, "list_environments", |auth| async move {
+    let listed = call_as_tenant(state, tenant, "list_environments", |auth| async move {
         state.ld.list_environments(&auth, project, &[]).await
     })
     .await;
@@ -228,7 +270,10 @@ pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) ->
                 })
                 .collect(),
         ),
-        Err(message) => Choices::Unavailable(message),
+        Err(CallError::Ld(LdError::NotFound)) => Choices::NoSuchProject(format!(
+            "LaunchDarkly has no project '{project}' that the connected account can see."
+        )),
+        Err(err) => Choices::Unavailable(describe_call(err)),
     }
 }
 
@@ -286,11 +331,11 @@ pub fn preview(
             for p in problems {
                 errors.add(form_field(p.field), p.message);
             }
-            return Err(errors);
+            return Err(errors.in_form_order());
         }
     };
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(errors.in_form_order());
     }
     let Ok(example) = EphemeralId::parse(EXAMPLE_ID) else {
         return Err(errors);
@@ -339,36 +384,46 @@ pub async fn validate_and_save(
     }
     match rules::validate_and_save(state, tenant, &input, "browser").await {
         Ok(_) => Ok(()),
-        Err(SettingsErrors::Fields(problems)) => {
+        Err(SettingsError::Fields(problems)) => {
             for p in problems {
                 errors.add(form_field(p.field), p.message);
             }
             Err(errors)
         }
-        Err(SettingsErrors::Unavailable(err)) => {
-            let message = match &err {
-                AppError::Internal(_) => {
-                    err.log();
-                    "Something went wrong on our side; the settings were not saved. Try again in a moment."
-                        .to_owned()
-                }
-                AppError::Conflict { code: "needs_reconnect", .. } => {
-                    "LaunchDarkly no longer accepts our access to this account: reconnect above, then save."
-                        .to_owned()
-                }
-                AppError::Conflict { code: "not_connected", .. } => {
-                    "Connect LaunchDarkly first, then save.".to_owned()
-                }
-                other => {
-                    other.log();
-                    format!(
-                        "The settings could not be checked with LaunchDarkly, so they were not saved: {}",
-                        other.public_message()
-                    )
-                }
-            };
-            errors.add("form", message);
+        Err(err) => {
+            errors.add("form", unsaved(err));
             Err(errors)
+        }
+    }
+}
+
+/// Why settings that could not be checked were not saved, for the customer.
+fn unsaved(err: SettingsError) -> String {
+    match err {
+        SettingsError::Internal(_)
+        | SettingsError::Unavailable(CallError::Connection(ConnectionError::Internal(_))) => {
+            AppError::from(err).log();
+            "Something went wrong on our side; the settings were not saved. Try again in a moment."
+                .to_owned()
+        }
+        SettingsError::Unavailable(
+            CallError::Connection(ConnectionError::NeedsReconnect)
+            | CallError::Ld(LdError::Unauthorized)
+            | CallError::Connection(ConnectionError::Upstream(LdError::Unauthorized)),
+        ) => {
+            "LaunchDarkly no longer accepts our access to this account: reconnect above, then save."
+                .to_owned()
+        }
+        SettingsError::Unavailable(CallError::Connection(ConnectionError::NotConnected)) => {
+            "Connect LaunchDarkly first, then save.".to_owned()
+        }
+        other => {
+            let err = AppError::from(other);
+            err.log();
+            format!(
+                "The settings could not be checked with LaunchDarkly, so they were not saved: {}",
+                err.public_message()
+            )
         }
     }
 }

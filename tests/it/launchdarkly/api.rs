@@ -102,7 +102,7 @@ async fn every_operation_works_against_the_simulator() {
         )
     );
 
-    crate::helpers::assert_logs_free_of(&[WRITER, keys.server.expose_secret()]);
+    crate::support::helpers::assert_logs_free_of(&[WRITER, keys.server.expose_secret()]);
 }
 
 #[tokio::test]

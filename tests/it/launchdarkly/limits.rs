@@ -1,5 +1,8 @@
 //! Rate limits: 429s waited out until the reset time, nothing sent for a throttled
 //! account before then, and other accounts untouched.
+// These tests run against the simulator's real time (its rate-limit windows
+// and reset headers), so they read the wall clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

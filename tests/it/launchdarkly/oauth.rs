@@ -1,5 +1,6 @@
 //! OAuth against the simulator: authorization code with PKCE, refresh with
 //! rotation, `invalid_grant`, revocation.
+#![allow(clippy::disallowed_methods)] // Token lifetimes come from the simulator, which keeps real time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +113,7 @@ async fn the_code_flow_with_pkce_yields_tokens_that_work() {
 
     let printed = format!("{tokens:?}");
     assert!(!printed.contains(tokens.access_token.expose_secret()));
-    crate::helpers::assert_logs_free_of(&[
+    crate::support::helpers::assert_logs_free_of(&[
         tokens.access_token.expose_secret(),
         refresh.expose_secret(),
         CLIENT_SECRET,

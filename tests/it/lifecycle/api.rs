@@ -1,13 +1,13 @@
 //! The environment API end to end: answers and statuses, what lands in
 //! LaunchDarkly, generations, idempotency, listing and the audit trail.
 
-use ld_eaas::lifecycle::keys;
+use ld_eaas::naming as keys;
 use ld_eaas::simulator::{DEMO_ACCOUNT, SimFlagState};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::*;
-use crate::helpers::{assert_error, assert_logs_free_of};
+use crate::support::helpers::{assert_error, assert_logs_free_of};
 
 #[tokio::test]
 async fn a_create_returns_sdk_keys_of_a_tagged_clone_of_the_source() {
@@ -406,9 +406,7 @@ async fn without_workers_a_put_answers_202_and_the_list_pages_newest_first() {
 
     // The workers (here run by hand) make them ready.
     assert!(demo_envs(&sim).is_empty());
-    let ran = ld_eaas::lifecycle::worker::run_due_jobs(&app.state)
-        .await
-        .unwrap();
+    let ran = ld_eaas::jobs::run_due_jobs(&app.state).await.unwrap();
     assert_eq!(ran, 5);
     assert_eq!(demo_envs(&sim).len(), 5);
     let (_, body) = get_env(&app, "acme", "pr-3").await;

@@ -1,6 +1,7 @@
 //! Convergence under injected faults (5xx before and after the work, 429s,
 //! timeouts whose work lands late), with a replica killed mid-run, and
 //! fairness between tenants when one of them is rate limited.
+#![allow(clippy::disallowed_methods)] // Rate-limit holds are judged against the simulator's real time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

@@ -1,9 +1,11 @@
 //! The environment lifecycle against the LaunchDarkly simulator over real
 //! HTTP and a real Postgres database: API answers, LaunchDarkly state,
 //! safety rules, time (TTL, sweeper, backoff) and convergence under faults.
+#![allow(clippy::disallowed_methods)] // The app's manual clock is set to the simulator's real time here.
 
 mod api;
 mod convergence;
+mod locks;
 mod safety;
 mod settings;
 pub(crate) mod time;
@@ -21,7 +23,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestApp, TestDatabase, spawn_app_on};
+use crate::support::helpers::{TestApp, TestDatabase, spawn_app_on};
 
 /// A writer token on the seeded account (project `demo`).
 pub const TOKEN: &str = "lifecycle-writer-token-0001";
@@ -30,7 +32,7 @@ pub const READER_TOKEN: &str = "lifecycle-reader-token-0001";
 /// Starts a simulator with our tokens registered (and the seeded `demo`
 /// project: `production` (critical), `staging`, `test`).
 pub async fn start_sim() -> Simulator {
-    crate::helpers::init_logging();
+    crate::support::helpers::init_logging();
     let config = SimulatorConfig {
         api_tokens: vec![
             ApiTokenGrant::new(TOKEN, "writer"),

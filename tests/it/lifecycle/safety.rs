@@ -4,13 +4,13 @@
 
 use chrono::Duration as ChronoDuration;
 use ld_eaas::ids::EphemeralId;
-use ld_eaas::lifecycle::keys;
-use ld_eaas::lifecycle::worker::run_due_jobs;
+use ld_eaas::jobs::run_due_jobs;
+use ld_eaas::naming as keys;
 use ld_eaas::simulator::{DEMO_ACCOUNT, Faults, SimEnvironment};
 use reqwest::{Method, StatusCode};
 
 use super::*;
-use crate::helpers::assert_error;
+use crate::support::helpers::assert_error;
 
 /// The key generation 1 of `eph` gets for tenant `acme` under the defaults.
 fn first_key(eph: &str) -> String {
@@ -266,11 +266,16 @@ async fn permanent_launchdarkly_errors_end_in_failed_with_a_readable_error() {
     // A token whose role was narrowed to reader after it connected (a reader
     // token is refused at connect time): LaunchDarkly answers 403 to the create.
     app.create_tenant("readonly").await;
-    let sealed = app.state.config.keyring.seal(
-        &tenant("readonly"),
-        ld_eaas::crypto::SealedColumn::AccessToken,
-        &secrecy::SecretString::from(READER_TOKEN.to_owned()),
-    );
+    let sealed = app
+        .state
+        .config
+        .keyring
+        .seal(
+            &tenant("readonly"),
+            ld_eaas::crypto::SealedColumn::AccessToken,
+            &secrecy::SecretString::from(READER_TOKEN.to_owned()),
+        )
+        .unwrap();
     ld_eaas::store::connections::save(
         &app.db,
         &tenant("readonly"),

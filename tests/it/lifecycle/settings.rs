@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::*;
-use crate::helpers::assert_error;
+use crate::support::helpers::assert_error;
 
 #[tokio::test]
 async fn settings_are_saved_with_defaults_once_launchdarkly_knows_project_and_source() {

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use axum::http::HeaderMap;
 use chrono::Duration as ChronoDuration;
 use ld_eaas::config::WebhookConfig;
-use ld_eaas::lifecycle::worker::run_due_jobs;
-use ld_eaas::lifecycle::{keys, sweeper, webhooks};
+use ld_eaas::jobs::run_due_jobs;
+use ld_eaas::jobs::sweeper;
+use ld_eaas::naming as keys;
 use ld_eaas::simulator::{DEMO_ACCOUNT, Faults, SimEnvironment};
+use ld_eaas::webhooks;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -66,7 +68,7 @@ async fn rate_limit_state_is_shared_by_replicas_on_one_database() {
     let first = spawn(&sim, false).await;
     let keyring = first.state.config.keyring.clone();
     let base = sim.base_url();
-    let second = crate::helpers::spawn_app_on(
+    let second = crate::support::helpers::spawn_app_on(
         TestDatabase::shared(&first.database.url),
         &["--launchdarkly-url", &base],
         |c| {

@@ -584,7 +584,7 @@ async fn unknown_methods_and_paths_get_launchdarkly_errors() {
         .call(Method::PUT, ENVS, Some(WRITER), Some(&json!({})))
         .await;
     put.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    let unknown = s.get("/api/v2/flags/demo", WRITER).await;
+    let unknown = s.get("/api/v2/segments/demo/staging", WRITER).await;
     unknown.assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 

@@ -63,7 +63,7 @@ fn an_oauth_client_needs_its_secret_and_redirect_uri() {
 
 #[tokio::test]
 async fn the_command_serves_the_seeded_account_to_its_api_tokens() {
-    crate::helpers::init_logging();
+    crate::support::helpers::init_logging();
     let args = parse(&[
         "--listen",
         "127.0.0.1:0",

@@ -1,4 +1,5 @@
 //! Rate limits (LaunchDarkly's headers, 429s, resets) and injected faults.
+#![allow(clippy::disallowed_methods)] // The simulator's rate-limit windows keep real time.
 
 use std::time::{Duration, Instant};
 

@@ -200,7 +200,13 @@ async fn the_code_flow_with_the_right_verifier_issues_working_tokens() {
     ] {
         assert!(!log.contains(secret), "the request log holds no secret");
     }
-    crate::helpers::assert_logs_free_of(&[access, refresh, &code, &pkce.verifier, CLIENT_SECRET]);
+    crate::support::helpers::assert_logs_free_of(&[
+        access,
+        refresh,
+        &code,
+        &pkce.verifier,
+        CLIENT_SECRET,
+    ]);
 }
 
 #[tokio::test]

@@ -1,0 +1,43 @@
+//! The application state every handler, job and domain call receives.
+//!
+//! It sits low in the layering: it knows the configuration, the clock, the
+//! metrics, the database pool and the LaunchDarkly clients, and nothing of
+//! the domain modules or the HTTP layers that use it (so none of them has
+//! to be imported back here).
+
+mod locks;
+mod runtime;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::launchdarkly::{LdClient, LdOAuth};
+use crate::metrics::Metrics;
+
+pub use locks::RefreshLocks;
+pub use runtime::{FALLBACK_POLL, Runtime};
+
+/// Everything a handler or worker may need. Handlers take what they use.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// LaunchDarkly's REST API; clones share rate-limit state.
+    pub ld: LdClient,
+    /// LaunchDarkly OAuth, when this deployment has an OAuth client.
+    pub oauth: Option<LdOAuth>,
+    pub refresh_locks: Arc<RefreshLocks>,
+    /// Lifecycle wake-ups and this replica's worker id.
+    pub lifecycle: Arc<Runtime>,
+}
+
+impl AppState {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,93 @@
+//! The generic job runtime and its handlers.
+//!
+//! Workers ([`worker`]) claim due jobs and hand each to its handler through
+//! [`handle`], the one place that knows every kind; handlers report back
+//! through [`conclude`] and never call the workers. The handlers:
+//! [`reconcile`] makes LaunchDarkly match one generation's desired state,
+//! [`sweeper`] deletes our tagged environments that no record explains (and
+//! expires TTLs), [`offboard`] deletes a tenant's environments and forgets
+//! it.
+
+mod housekeeping;
+mod offboard;
+mod reconcile;
+pub mod sweeper;
+pub mod worker;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::AppState;
+use crate::config::Tuning;
+use crate::store::jobs::{self, Job, JobKind};
+use crate::webhooks;
+
+pub use housekeeping::housekeeping;
+pub use worker::run_due_jobs;
+
+/// How a job attempt ended, for the job row.
+#[derive(Debug, Clone)]
+pub(crate) enum JobOutcome {
+    Done,
+    RetryAt { at: DateTime<Utc>, error: String },
+}
+
+/// Runs one attempt of `job` with the handler of its kind.
+async fn handle(state: &AppState, job: &Job) -> anyhow::Result<&'static str> {
+    match job.kind {
+        JobKind::ReconcileEnvironment => reconcile::run(state, job).await,
+        JobKind::SweepTenant => sweeper::run(state, job).await,
+        JobKind::OffboardTenant => offboard::run(state, job).await,
+    }
+}
+
+/// The job retry delay after `attempts` attempts.
+pub(crate) fn backoff(tuning: &Tuning, attempts: i32) -> chrono::Duration {
+    crate::retry::backoff(tuning.backoff_base, tuning.backoff_max, attempts)
+}
+
+/// Writes a job's outcome, if this worker still holds its lease.
+pub(crate) async fn conclude(
+    state: &AppState,
+    job: &Job,
+    outcome: JobOutcome,
+) -> anyhow::Result<&'static str> {
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
+        return Ok("lost_lease");
+    }
+    let label = match outcome {
+        JobOutcome::Done => {
+            jobs::finish(&mut *tx, job.id, now).await?;
+            "done"
+        }
+        JobOutcome::RetryAt { at, error } => {
+            jobs::retry(&mut *tx, job.id, at, Some(&error), false, now).await?;
+            "retry"
+        }
+    };
+    tx.commit().await?;
+    Ok(label)
+}
+
+/// Starts the notification listener and, unless turned off, the workers,
+/// housekeeping and webhook delivery.
+pub fn spawn(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    tasks.spawn(worker::listen(state.clone(), shutdown.clone()));
+    if !state.config.lifecycle.run_workers {
+        return;
+    }
+    for _ in 0..state.config.workers {
+        tasks.spawn(worker::worker_loop(state.clone(), shutdown.clone()));
+    }
+    tasks.spawn(housekeeping::housekeeping_loop(
+        state.clone(),
+        shutdown.clone(),
+    ));
+    if state.config.webhook.is_some() {
+        tasks.spawn(webhooks::delivery_loop(state.clone(), shutdown.clone()));
+    }
+    tracing::info!(workers = state.config.workers, replica = %state.lifecycle.replica_id, "lifecycle workers started");
+}

@@ -1,0 +1,210 @@
+//! Recording one reconcile attempt's outcome: the environment row, its
+//! audit and webhook, and the job, in one transaction.
+
+use serde_json::json;
+
+use super::{EnvOutcome, Retry};
+use crate::app::AppState;
+use crate::audit::AuditAction;
+use crate::crypto::SealedColumn;
+use crate::environments::{EnvironmentRecord, events};
+use crate::jobs::backoff;
+use crate::launchdarkly::Environment;
+use crate::retry::jitter;
+use crate::store::environments;
+use crate::store::jobs::{self, Job};
+
+/// Records an attempt's outcome and concludes the job, in one transaction,
+/// unless this worker lost the job's lease (then the new holder decides).
+pub(super) async fn apply(
+    state: &AppState,
+    job: &Job,
+    seen: &EnvironmentRecord,
+    outcome: EnvOutcome,
+) -> anyhow::Result<&'static str> {
+    let tenant = &job.tenant_id;
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    // The lock order (`crate::store`): the environment row first, then its
+    // job row. The API's transactions take them in that order too.
+    let current = environments::get_for_update(&mut tx, tenant, seen.id).await?;
+    if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
+        tracing::warn!(job_id = %job.id, "lost the job's lease before recording its outcome; another worker has it");
+        return Ok("lost_lease");
+    }
+    let Some(current) = current else {
+        jobs::finish(&mut *tx, job.id, now).await?;
+        tx.commit().await?;
+        return Ok("done");
+    };
+    if current.revision != seen.revision {
+        // The vendor changed their mind while we worked: keep what we
+        // learnt (a created environment's keys), then look again.
+        if let EnvOutcome::Ready { env, .. } = &outcome {
+            record_created(state, &mut tx, &current, env).await?;
+        }
+        jobs::retry(&mut *tx, job.id, now, None, true, now).await?;
+        tx.commit().await?;
+        return Ok("requeued");
+    }
+    let label = match outcome {
+        EnvOutcome::Ready { env, adopted } => {
+            let record = record_created(state, &mut tx, &current, &env).await?;
+            events::announce(
+                state,
+                &mut tx,
+                &record,
+                "system",
+                AuditAction::EnvironmentReady,
+                json!({"generation": record.generation, "adopted": adopted, "client_side_id": record.client_side_id}),
+                Some("environment.ready"),
+            )
+            .await?;
+            jobs::finish(&mut *tx, job.id, now).await?;
+            tx.commit().await?;
+            let waited = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            state.metrics.observe(
+                "ld_eaas_environment_time_to_ready_seconds",
+                "Time from a create request to a ready environment",
+                &[],
+                waited,
+            );
+            tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
+                environment_key = %record.environment_key, adopted, "environment ready");
+            "done"
+        }
+        EnvOutcome::Failed(error) => {
+            let record =
+                environments::mark_failed(&mut tx, tenant, current.id, &error, false, now).await?;
+            events::announce(
+                state,
+                &mut tx,
+                &record,
+                "system",
+                AuditAction::EnvironmentFailed,
+                json!({"generation": record.generation, "desired": record.desired, "error": error}),
+                Some("environment.failed"),
+            )
+            .await?;
+            jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
+            tx.commit().await?;
+            tracing::warn!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
+                environment_key = %record.environment_key, error = %error, "environment failed");
+            "failed"
+        }
+        EnvOutcome::Refused(error) => {
+            let record =
+                environments::mark_failed(&mut tx, tenant, current.id, &error, true, now).await?;
+            events::announce(
+                state,
+                &mut tx,
+                &record,
+                "system",
+                AuditAction::EnvironmentDeleteRefused,
+                json!({"generation": record.generation, "error": error}),
+                Some("environment.failed"),
+            )
+            .await?;
+            jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
+            tx.commit().await?;
+            tracing::warn!(tenant_id = %tenant, environment_key = %record.environment_key, reason = %error, "delete refused");
+            "refused"
+        }
+        EnvOutcome::Deleted { untouched } => {
+            let record = environments::mark_deleted(&mut tx, tenant, current.id, now).await?;
+            events::announce(
+                state,
+                &mut tx,
+                &record,
+                "system",
+                AuditAction::EnvironmentDeleted,
+                json!({"generation": record.generation, "left_untouched": untouched}),
+                Some("environment.deleted"),
+            )
+            .await?;
+            jobs::finish(&mut *tx, job.id, now).await?;
+            jobs::wake_offboarding(&mut tx, tenant, now).await?;
+            tx.commit().await?;
+            tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
+                environment_key = %record.environment_key, "environment deleted");
+            "done"
+        }
+        EnvOutcome::Retry(retry) => {
+            let (run_at, error) = match &retry {
+                Retry::RateLimited { reset_at, .. } => (
+                    (*reset_at).max(now)
+                        + chrono::Duration::from_std(jitter(250)).unwrap_or_default(),
+                    "waiting for LaunchDarkly's rate limit to reset".to_owned(),
+                ),
+                Retry::Transient(e) => (
+                    now + backoff(&state.config.lifecycle, job.attempts),
+                    e.clone(),
+                ),
+                Retry::Waiting(e) => (
+                    now + backoff(&state.config.lifecycle, job.attempts.max(6)),
+                    e.clone(),
+                ),
+            };
+            environments::note_error(&mut *tx, tenant, current.id, &error, now).await?;
+            jobs::retry(&mut *tx, job.id, run_at, Some(&error), false, now).await?;
+            tx.commit().await?;
+            tracing::info!(tenant_id = %tenant, environment_key = %current.environment_key,
+                attempts = job.attempts, %run_at, error = %error, "will retry");
+            if let Retry::RateLimited { .. } = &retry {
+                wake_workers_at(state, run_at - now);
+            }
+            if let Retry::RateLimited {
+                reset_at,
+                account_id: Some(account),
+            } = &retry
+            {
+                // Hold back every queued job on this account, not just this
+                // one: they would only be refused too.
+                let spread = chrono::Duration::milliseconds(500);
+                jobs::hold_account(&state.db, account, *reset_at, spread).await?;
+                return Ok("rate_limited");
+            }
+            "retry"
+        }
+    };
+    Ok(label)
+}
+
+/// Seals and stores what LaunchDarkly returned for a created environment.
+async fn record_created(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    current: &EnvironmentRecord,
+    env: &Environment,
+) -> anyhow::Result<EnvironmentRecord> {
+    let keys = env.sdk_keys();
+    let keyring = &state.config.keyring;
+    let sdk = keyring.seal(&current.tenant_id, SealedColumn::SdkKey, &keys.server)?;
+    let mobile = keyring.seal(&current.tenant_id, SealedColumn::MobileKey, &keys.mobile)?;
+    Ok(environments::record_created(
+        tx,
+        &current.tenant_id,
+        current.id,
+        &keys.client_side_id,
+        &sdk,
+        &mobile,
+        state.now(),
+    )
+    .await?)
+}
+
+/// Wakes this replica's workers when a job held for a rate limit falls due
+/// (and once more when the jobs spread after it do), instead of at their next
+/// poll: a window left idle for a poll interval is budget lost.
+fn wake_workers_at(state: &AppState, after: chrono::Duration) {
+    let runtime = state.lifecycle.clone();
+    let after = after.to_std().unwrap_or_default();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        runtime.jobs.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        runtime.jobs.notify_one();
+    });
+}

@@ -1,0 +1,173 @@
+//! Job workers: every replica runs a few, each claiming one due job at a time
+//! (`FOR UPDATE SKIP LOCKED`) under a lease it renews while it works. A
+//! replica that dies stops renewing; its jobs become claimable again when the
+//! lease runs out. Also here: the Postgres LISTEN loop that wakes workers,
+//! webhook senders and waiting API calls.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::environments::events;
+use crate::store::jobs::{self, Job};
+use crate::store::outbox;
+
+fn per_tenant(state: &AppState) -> i64 {
+    let tuning = &state.config.lifecycle;
+    let n = if tuning.per_tenant_concurrency == 0 {
+        (state.config.workers / 2).max(1)
+    } else {
+        tuning.per_tenant_concurrency
+    };
+    i64::try_from(n).unwrap_or(1)
+}
+
+/// Runs one claimed job to its outcome, renewing the lease meanwhile.
+async fn process(state: &AppState, job: Job) {
+    let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(),
+        tenant_id = %job.tenant_id, attempts = job.attempts);
+    let beat = tokio::spawn(heartbeat(state.clone(), job.id));
+    let result = super::handle(state, &job).instrument(span).await;
+    beat.abort();
+    let outcome = match result {
+        Ok(label) => label,
+        Err(err) => {
+            tracing::error!(job_id = %job.id, error = format!("{err:#}"), "job failed with an internal error; it will be retried");
+            let at = state.now() + super::backoff(&state.config.lifecycle, job.attempts);
+            if let Err(err) = jobs::retry(
+                &state.db,
+                job.id,
+                at,
+                Some("internal error"),
+                false,
+                state.now(),
+            )
+            .await
+            {
+                tracing::error!(error = %err, "could not reschedule the job; its lease will expire");
+            }
+            "error"
+        }
+    };
+    state.metrics.inc(
+        "ld_eaas_jobs_total",
+        "Lifecycle job attempts by kind and outcome",
+        &[("kind", job.kind.as_str()), ("outcome", outcome)],
+    );
+}
+
+/// Renews a job's lease every third of its length until aborted.
+async fn heartbeat(state: AppState, id: uuid::Uuid) {
+    let tuning = &state.config.lifecycle;
+    let lease = chrono::Duration::from_std(tuning.lease).unwrap_or(chrono::Duration::seconds(60));
+    loop {
+        tokio::time::sleep(tuning.lease / 3).await;
+        let until = state.now() + lease;
+        if let Err(err) = jobs::heartbeat(&state.db, id, &state.lifecycle.replica_id, until).await {
+            tracing::warn!(error = %err, "could not renew a job lease");
+        }
+    }
+}
+
+async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
+    let lease = chrono::Duration::from_std(state.config.lifecycle.lease)
+        .unwrap_or(chrono::Duration::seconds(60));
+    jobs::claim(
+        &state.db,
+        &state.lifecycle.replica_id,
+        state.now(),
+        lease,
+        per_tenant(state),
+    )
+    .await
+}
+
+/// Runs due jobs until none is left; returns how many ran. For tests and
+/// tools that drive the lifecycle by hand (with the workers off).
+pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
+    let mut ran = 0;
+    while let Some(job) = claim(state).await? {
+        process(state, job).await;
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
+    let poll = state.config.lifecycle.poll_interval;
+    while !shutdown.is_cancelled() {
+        match claim(&state).await {
+            Ok(Some(job)) => {
+                // More may be due: let another idle worker look too.
+                state.lifecycle.jobs.notify_one();
+                process(&state, job).await;
+            }
+            Ok(None) => {
+                tokio::select! {
+                    () = state.lifecycle.jobs.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "claiming a job failed");
+                // A notification means the database is back: resume at once.
+                tokio::select! {
+                    () = state.lifecycle.jobs.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Turns Postgres notifications into in-process wake-ups. Waiters also poll,
+/// so a lost notification only costs latency.
+pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
+    let channels = [
+        jobs::JOBS_CHANNEL,
+        events::ENVIRONMENTS_CHANNEL,
+        outbox::OUTBOX_CHANNEL,
+    ];
+    while !shutdown.is_cancelled() {
+        let mut listener = match PgListener::connect_with(&state.db).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not listen for notifications; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        if let Err(err) = listener.listen_all(channels).await {
+            tracing::warn!(error = %err, "could not listen for notifications; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                () = shutdown.cancelled() => return,
+            }
+        }
+        loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(n) if n.channel() == jobs::JOBS_CHANNEL => state.lifecycle.jobs.notify_one(),
+                    Ok(n) if n.channel() == outbox::OUTBOX_CHANNEL => state.lifecycle.outbox.notify_one(),
+                    Ok(n) => {
+                        if let Ok(id) = uuid::Uuid::parse_str(n.payload()) {
+                            state.lifecycle.environment_changed(id);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "lost the notification connection; reconnecting");
+                        break;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Whether a tenant can be worked for: it exists and is not being
+//! offboarded (`active`), and also is connected and has chosen a source
+//! (`ready`). The one place these checks are made.
+
+use sqlx::PgPool;
+
+use crate::ids::TenantId;
+use crate::store::connections::{self, ConnectionStatus};
+use crate::store::settings::{self, TenantSettings};
+use crate::store::tenants::{self, Tenant};
+
+/// Why a tenant cannot be worked for right now.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant '{0}' does not exist")]
+    NotFound(TenantId),
+    #[error("this tenant is being offboarded")]
+    Offboarding,
+    #[error("this tenant has not connected a LaunchDarkly account yet")]
+    NotConnected,
+    #[error(
+        "this tenant's LaunchDarkly connection must be renewed: the customer needs to reconnect"
+    )]
+    NeedsReconnect,
+    #[error("this tenant has not chosen a LaunchDarkly project and source environment yet")]
+    SettingsMissing,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for TenantError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// How far a tenant is set up.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// `None`: never connected (or disconnected).
+    pub connection: Option<ConnectionStatus>,
+    pub settings: Option<TenantSettings>,
+}
+
+impl Readiness {
+    pub fn connected(&self) -> bool {
+        self.connection == Some(ConnectionStatus::Connected)
+    }
+
+    pub fn configured(&self) -> bool {
+        self.settings.is_some()
+    }
+}
+
+/// The tenant, if it exists and is not being offboarded.
+pub async fn active(db: &PgPool, tenant: &TenantId) -> Result<Tenant, TenantError> {
+    let found = tenants::get(db, tenant)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+    if found.offboarding_at.is_some() {
+        return Err(TenantError::Offboarding);
+    }
+    Ok(found)
+}
+
+/// The tenant's connection status and settings.
+pub async fn readiness(db: &PgPool, tenant: &TenantId) -> Result<Readiness, TenantError> {
+    let connection = connections::get(db, tenant).await?.map(|c| c.status);
+    let settings = settings::get(db, tenant).await?;
+    Ok(Readiness {
+        connection,
+        settings,
+    })
+}
+
+/// The settings of a tenant that exists, is not being offboarded, is
+/// connected and has chosen a project and a source.
+pub async fn ready(db: &PgPool, tenant: &TenantId) -> Result<TenantSettings, TenantError> {
+    active(db, tenant).await?;
+    let readiness = readiness(db, tenant).await?;
+    match readiness.connection {
+        None => return Err(TenantError::NotConnected),
+        Some(ConnectionStatus::NeedsReconnect) => return Err(TenantError::NeedsReconnect),
+        Some(ConnectionStatus::Connected) => {}
+    }
+    readiness.settings.ok_or(TenantError::SettingsMissing)
+}
