@@ -39,8 +39,11 @@ pub enum EnvironmentError {
     /// The request is malformed; the message says what to fix.
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("cursor is not one this API returned")]
+    #[error("cursor: 1-18 digits, the next_cursor of a page")]
     InvalidCursor,
+    /// A free-text field holds a character we refuse (NUL, control).
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::InvalidText),
     /// The tenant cannot get environments now (unknown, offboarding, not
     /// connected, no source chosen).
     #[error(transparent)]
@@ -286,9 +289,11 @@ pub async fn request_recreate(
     let request = stored_request(&present)?;
     let now = state.now();
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
-    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
+    // Environment rows before job rows (the lock order in `crate::store`):
+    // the new generation (and its new job) first, then the old one's job.
     let record =
         insert_generation(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
     events::announce(
         state,
         &mut tx,

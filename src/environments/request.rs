@@ -49,12 +49,22 @@ impl EnvironmentRequest {
     pub fn normalized(self) -> Result<Self, EnvironmentError> {
         let name = match self.name.as_deref().map(str::trim) {
             None => None,
-            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
+            // The length as sent, as the OpenAPI document's `maxLength` counts.
+            Some(n)
+                if n.is_empty()
+                    || self
+                        .name
+                        .as_ref()
+                        .is_some_and(|raw| raw.chars().count() > MAX_NAME_CHARS) =>
+            {
                 return Err(EnvironmentError::InvalidRequest(format!(
                     "name must be 1-{MAX_NAME_CHARS} characters"
                 )));
             }
-            Some(n) => Some(n.to_owned()),
+            Some(n) => {
+                crate::text::check("name", n)?;
+                Some(n.to_owned())
+            }
         };
         if let Some(project) = &self.project_key {
             ProjectKey::parse(project)

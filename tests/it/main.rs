@@ -6,9 +6,11 @@
 mod support;
 
 mod api_spec;
+mod assets;
 mod connect;
 mod docs;
 mod foundation;
+mod hardening;
 mod launchdarkly;
 mod lifecycle;
 mod private_postgres;

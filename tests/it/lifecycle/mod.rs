@@ -6,6 +6,7 @@
 mod api;
 mod choices;
 mod convergence;
+mod locks;
 mod safety;
 mod settings;
 pub(crate) mod time;
