@@ -173,8 +173,8 @@ async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeysCommand::Create { name, tenant, db } => {
             let name = name.trim();
-            if name.is_empty() || name.len() > 100 {
-                anyhow::bail!("--name must be 1-100 characters");
+            if name.is_empty() || name.len() > 100 || name.chars().any(crate::text::is_refused) {
+                anyhow::bail!("--name must be 1-100 characters, none of them control characters");
             }
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
             let pool = pool(&db).await?;

@@ -53,9 +53,20 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// True when every migration this binary knows has been applied.
+/// How long a readiness check waits for the database: the pool would keep
+/// trying to connect for its whole acquire timeout, and a probe wants an
+/// answer sooner.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// True when every migration this binary knows has been applied; an error
+/// when the database does not answer within [`READINESS_TIMEOUT`].
 pub async fn migrations_current(pool: &PgPool) -> anyhow::Result<bool> {
     let latest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied = crate::store::migrations::latest_applied(pool).await?;
+    let applied = tokio::time::timeout(
+        READINESS_TIMEOUT,
+        crate::store::migrations::latest_applied(pool),
+    )
+    .await
+    .context("the database did not answer in time")??;
     Ok(applied.unwrap_or(0) >= latest_known)
 }

@@ -91,7 +91,11 @@ impl Demo {
         // keeps to a database of its own, never the one `serve` uses, and
         // to a private server when no server at the default lets it in.
         let mut private = None;
-        if serve.database_url == crate::config::DEFAULT_DATABASE_URL {
+        // (`demo --help` shows DEMO_DATABASE_URL as the default, so either
+        // spelling of "not set" counts.)
+        if serve.database_url == crate::config::DEFAULT_DATABASE_URL
+            || serve.database_url == DEMO_DATABASE_URL
+        {
             serve.database_url = args.default_database_url.clone();
             if let Err(why) = pgtemp::check_server(&serve.database_url).await {
                 tracing::info!("{why}: starting a private PostgreSQL for the demo");

@@ -16,6 +16,9 @@ pub struct InvalidId {
 
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident, $what:literal, $rule:literal, $re:literal) => {
+        typed_id!($(#[$meta])* $name, $what, $rule, $re, dots_allowed = true);
+    };
+    ($(#[$meta:meta])* $name:ident, $what:literal, $rule:literal, $re:literal, dots_allowed = $dots:literal) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -27,7 +30,10 @@ macro_rules! typed_id {
                     #[allow(clippy::expect_used)]
                     Regex::new($re).expect("static regex")
                 });
-                if PATTERN.is_match(raw) {
+                // `.` and `..` match the patterns but name no resource in a
+                // URL path (`/environments/../delete`).
+                let dots = raw == "." || raw == "..";
+                if PATTERN.is_match(raw) && ($dots || !dots) {
                     Ok(Self(raw.to_owned()))
                 } else {
                     Err(InvalidId { what: $what, rule: $rule })
@@ -70,16 +76,18 @@ typed_id!(
     /// The vendor's opaque id for one customer organisation.
     TenantId,
     "tenant_id",
-    "1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
-    r"^[A-Za-z0-9._:-]{1,128}$"
+    "1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', other than '.' and '..'",
+    r"^[A-Za-z0-9._:-]{1,128}$",
+    dots_allowed = false
 );
 
 typed_id!(
     /// The vendor's id for one ephemeral (preview) environment.
     EphemeralId,
     "ephemeral_id",
-    "1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
-    r"^[A-Za-z0-9._:-]{1,128}$"
+    "1-128 characters of A-Z, a-z, 0-9, '.', '_', ':' or '-', other than '.' and '..'",
+    r"^[A-Za-z0-9._:-]{1,128}$",
+    dots_allowed = false
 );
 
 typed_id!(
@@ -96,6 +104,14 @@ typed_id!(
     "environment key",
     "1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
     r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
+);
+
+typed_id!(
+    /// A LaunchDarkly feature flag key.
+    FlagKey,
+    "flag key",
+    "1-256 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+    r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,255}$"
 );
 
 typed_id!(
@@ -118,6 +134,17 @@ mod tests {
         assert!(TenantId::parse("").is_err());
         assert!(TenantId::parse("has space").is_err());
         assert!(TenantId::parse("slash/no").is_err());
+        assert!(TenantId::parse("nul\0").is_err());
+    }
+
+    #[test]
+    fn dot_and_dot_dot_are_not_ids() {
+        for raw in [".", ".."] {
+            assert!(TenantId::parse(raw).is_err());
+            assert!(EphemeralId::parse(raw).is_err());
+        }
+        assert!(EphemeralId::parse("...").is_ok());
+        assert!(EphemeralId::parse(".a").is_ok());
     }
 
     #[test]

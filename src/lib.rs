@@ -17,6 +17,7 @@ pub mod startup;
 pub mod api;
 pub mod error;
 pub mod router;
+pub mod server;
 pub mod web;
 
 // Domain.
@@ -44,6 +45,7 @@ pub mod ratelimit_store;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 
 // The LaunchDarkly simulator is a LaunchDarkly of its own, with its own
 // notion of time (token expiry, rate-limit windows): it reads the wall

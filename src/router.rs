@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
                 }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn(api::envelope::api_error_envelope))
         .with_state(state)
 }
 

@@ -123,10 +123,14 @@ impl Application {
         spawn_background(&state, &shutdown, &tasks);
         tracing::info!(address = %listener.local_addr()?, public_url = %state.config.public_url, "ld-eaas listening");
         let stop = shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("serving HTTP")?;
+        crate::server::serve(
+            listener,
+            router,
+            state.config.server,
+            stop.cancelled_owned(),
+        )
+        .await
+        .context("serving HTTP")?;
         shutdown.cancel();
         tasks.close();
         // Workers finish the call they are in; a job cut short is retried

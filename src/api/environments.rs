@@ -163,11 +163,14 @@ pub async fn put_environment(
             (StatusCode::CREATED, Json(body)).into_response()
         }
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
+        // A code naming the request's choice LaunchDarkly did not know, if one.
         EnvironmentStatus::Failed => failed(
             &record,
             body,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "environment_failed",
+            record
+                .failure_code
+                .map_or("environment_failed", |code| code.as_str()),
         ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })
@@ -236,11 +239,14 @@ pub async fn recreate_environment(
     let body = view(&state, &record)?;
     Ok(match record.status {
         EnvironmentStatus::Ready => (StatusCode::OK, Json(body)).into_response(),
+        // A code naming the request's choice LaunchDarkly did not know, if one.
         EnvironmentStatus::Failed => failed(
             &record,
             body,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "environment_failed",
+            record
+                .failure_code
+                .map_or("environment_failed", |code| code.as_str()),
         ),
         _ => (StatusCode::ACCEPTED, Json(body)).into_response(),
     })

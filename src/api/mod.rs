@@ -2,6 +2,7 @@
 //! Every route is behind the bearer API key check in [`auth`].
 
 pub mod auth;
+pub mod envelope;
 pub mod environments;
 pub mod settings;
 pub mod tenants;

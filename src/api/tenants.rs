@@ -86,8 +86,11 @@ pub async fn put_tenant(
     scope: TenantScope,
     ApiJson(body): ApiJson<PutTenant>,
 ) -> AppResult<Response> {
+    // The length counts what was sent, so the limit reads the same as the
+    // OpenAPI document's `maxLength`.
     let display_name = body.display_name.trim();
-    if display_name.is_empty() || display_name.chars().count() > 200 {
+    crate::text::check("display_name", display_name)?;
+    if display_name.is_empty() || body.display_name.chars().count() > 200 {
         return Err(AppError::invalid("display_name must be 1-200 characters"));
     }
     let (status, tenant) =

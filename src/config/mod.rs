@@ -115,6 +115,20 @@ pub struct ServeArgs {
     /// seconds: a job whose replica died is taken up again after this.
     #[arg(long, env = "LD_EAAS_JOB_LEASE_SECONDS", default_value_t = 60)]
     pub job_lease_seconds: u64,
+    /// A client must send a request's whole header within this many seconds
+    /// (at most 30); slower connections are closed.
+    #[arg(long, env = "LD_EAAS_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// A client must send a request's whole body within this many seconds of
+    /// its header; slower requests get 408 and the connection is closed.
+    #[arg(long, env = "LD_EAAS_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// A keep-alive connection idle this many seconds between requests is closed.
+    #[arg(long, env = "LD_EAAS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
+    /// Open client connections served at once; more wait to be accepted.
+    #[arg(long, env = "LD_EAAS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for ServeArgs {
@@ -165,6 +179,8 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// Lifecycle pacing (leases, backoff, timeouts); tests shorten it.
     pub lifecycle: Tuning,
+    /// How long slow or idle clients may hold a connection, and how many.
+    pub server: ServerLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +369,36 @@ impl ServeArgs {
                 "must be between 3 and 3600",
             ));
         }
+        if !(1..=30).contains(&self.header_timeout_seconds) {
+            return Err(invalid(
+                "LD_EAAS_HEADER_TIMEOUT_SECONDS",
+                "must be between 1 and 30",
+            ));
+        }
+        if !(1..=600).contains(&self.body_timeout_seconds) {
+            return Err(invalid(
+                "LD_EAAS_BODY_TIMEOUT_SECONDS",
+                "must be between 1 and 600",
+            ));
+        }
+        if !(1..=3600).contains(&self.idle_timeout_seconds) {
+            return Err(invalid(
+                "LD_EAAS_IDLE_TIMEOUT_SECONDS",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_connections) {
+            return Err(invalid(
+                "LD_EAAS_MAX_CONNECTIONS",
+                "must be between 1 and 100000",
+            ));
+        }
+        let server = ServerLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.max_connections,
+        };
         let lifecycle = Tuning {
             lease: Duration::from_secs(self.job_lease_seconds),
             launchdarkly_timeout: Duration::from_secs(self.launchdarkly_timeout_seconds),
@@ -378,6 +424,7 @@ impl ServeArgs {
             connect_link_ttl: chrono::Duration::minutes(15),
             session_idle_timeout: Duration::from_secs(self.session_idle_seconds),
             lifecycle,
+            server,
         })
     }
 }
@@ -397,6 +444,32 @@ impl Config {
     /// The tag that marks an environment as made by this deployment.
     pub fn instance_tag(&self) -> String {
         format!("ld-eaas.{}", self.instance_id)
+    }
+}
+
+/// How long slow or idle clients may hold a connection, and how many may
+/// (`LD_EAAS_HEADER_TIMEOUT_SECONDS` and the others; see `crate::server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// From when the connection awaits a request until its header is whole
+    /// (on a keep-alive connection this also bounds the silence between requests).
+    pub header_timeout: Duration,
+    /// From the end of the header until the body is whole.
+    pub body_timeout: Duration,
+    /// Between requests on a keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
     }
 }
 

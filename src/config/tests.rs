@@ -50,6 +50,27 @@ fn errors_name_the_setting() {
             "LD_EAAS_LAUNCHDARKLY_TIMEOUT_SECONDS",
         ),
         ("--job-lease-seconds", "1", "LD_EAAS_JOB_LEASE_SECONDS"),
+        (
+            "--header-timeout-seconds",
+            "31",
+            "LD_EAAS_HEADER_TIMEOUT_SECONDS",
+        ),
+        (
+            "--header-timeout-seconds",
+            "0",
+            "LD_EAAS_HEADER_TIMEOUT_SECONDS",
+        ),
+        (
+            "--body-timeout-seconds",
+            "0",
+            "LD_EAAS_BODY_TIMEOUT_SECONDS",
+        ),
+        (
+            "--idle-timeout-seconds",
+            "0",
+            "LD_EAAS_IDLE_TIMEOUT_SECONDS",
+        ),
+        ("--max-connections", "0", "LD_EAAS_MAX_CONNECTIONS"),
     ] {
         let err = args(&["--encryption-keys", &key, flag, value])
             .into_config()
@@ -92,6 +113,8 @@ fn defaults_start_locally() {
     );
     assert!(!config.cookies_secure());
     assert_eq!(config.instance_tag(), "ld-eaas.default");
+    assert_eq!(config.server, ServerLimits::default());
+    assert!(config.server.header_timeout <= Duration::from_secs(30));
     let material = key.split(':').nth(1).unwrap();
     assert!(!format!("{config:?}").contains(material));
     let raw = args(&[

@@ -24,7 +24,7 @@ use crate::store::settings::TenantSettings;
 use crate::tenants::{self, TenantError};
 
 pub use crate::store::environments::{
-    Desired, EnvironmentRow as EnvironmentRecord, Status as EnvironmentStatus,
+    Desired, EnvironmentRow as EnvironmentRecord, FailureCode, Status as EnvironmentStatus,
 };
 pub use read::{
     EnvironmentPage, ListQuery, RevealedKeys, environment_url, get_environment, list_environments,
@@ -39,8 +39,11 @@ pub enum EnvironmentError {
     /// The request is malformed; the message says what to fix.
     #[error("{0}")]
     InvalidRequest(String),
-    #[error("cursor is not one this API returned")]
+    #[error("cursor: 1-18 digits, the next_cursor of a page")]
     InvalidCursor,
+    /// A free-text field holds a character we refuse (NUL, control).
+    #[error(transparent)]
+    InvalidText(#[from] crate::text::InvalidText),
     /// The tenant cannot get environments now (unknown, offboarding, not
     /// connected, no source chosen).
     #[error(transparent)]
@@ -104,6 +107,11 @@ async fn insert_generation(
         Some(name) => name.clone(),
         None => naming::environment_name(&settings.name_template, tenant, ephemeral_id, generation),
     };
+    // A request's project comes with its own source (checked by `normalized`).
+    let project = request
+        .project_key
+        .as_deref()
+        .unwrap_or(&settings.project_key);
     let source = request
         .source_environment_key
         .as_deref()
@@ -118,12 +126,13 @@ async fn insert_generation(
             ephemeral_id,
             generation,
             request: serde_json::to_value(request).map_err(anyhow::Error::from)?,
-            project_key: &settings.project_key,
+            project_key: project,
             environment_key: &key,
             environment_name: &name,
             source_environment_key: source,
             color: &settings.color,
             tags: &tags,
+            flags: serde_json::to_value(&request.flags).map_err(anyhow::Error::from)?,
             expires_at: ttl.map(|s| now + chrono::Duration::seconds(s)),
         },
         now,
@@ -191,6 +200,7 @@ pub async fn ensure_environment(
             "generation": record.generation,
             "project_key": record.project_key,
             "source_environment_key": record.source_environment_key,
+            "flags": record.flags,
             "expires_at": record.expires_at,
         }),
         None,
@@ -279,9 +289,11 @@ pub async fn request_recreate(
     let request = stored_request(&present)?;
     let now = state.now();
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
-    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
+    // Environment rows before job rows (the lock order in `crate::store`):
+    // the new generation (and its new job) first, then the old one's job.
     let record =
         insert_generation(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
     events::announce(
         state,
         &mut tx,

@@ -1,9 +1,12 @@
 //! The optional body of a PUT, checked and put in one canonical form.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::EnvironmentError;
-use crate::ids::{EnvironmentKey, Tag};
+use crate::ids::{EnvironmentKey, FlagKey, ProjectKey, Tag};
 use crate::naming::OWNER_TAG;
 use crate::settings::{MAX_TTL_SECONDS, MIN_TTL_SECONDS};
 
@@ -14,6 +17,10 @@ pub struct EnvironmentRequest {
     /// The LaunchDarkly environment's name (default: the settings' template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Create the environment in this project instead of the settings' one
+    /// (requires `source_environment_key`: source keys belong to a project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_key: Option<String>,
     /// Clone from this environment instead of the settings' source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_environment_key: Option<String>,
@@ -23,8 +30,16 @@ pub struct EnvironmentRequest {
     /// More LaunchDarkly tags, besides the ownership tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Flag key → the JSON value of one of its variations, served to every
+    /// context in the new environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, Value>,
 }
 
+/// At most this many flag choices in one request.
+pub const MAX_REQUEST_FLAGS: usize = 50;
+/// A flag value's JSON text is at most this long.
+const MAX_FLAG_VALUE_BYTES: usize = 4096;
 const MAX_REQUEST_TAGS: usize = 20;
 const MAX_NAME_CHARS: usize = 128;
 
@@ -34,13 +49,34 @@ impl EnvironmentRequest {
     pub fn normalized(self) -> Result<Self, EnvironmentError> {
         let name = match self.name.as_deref().map(str::trim) {
             None => None,
-            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
+            // The length as sent, as the OpenAPI document's `maxLength` counts.
+            Some(n)
+                if n.is_empty()
+                    || self
+                        .name
+                        .as_ref()
+                        .is_some_and(|raw| raw.chars().count() > MAX_NAME_CHARS) =>
+            {
                 return Err(EnvironmentError::InvalidRequest(format!(
                     "name must be 1-{MAX_NAME_CHARS} characters"
                 )));
             }
-            Some(n) => Some(n.to_owned()),
+            Some(n) => {
+                crate::text::check("name", n)?;
+                Some(n.to_owned())
+            }
         };
+        if let Some(project) = &self.project_key {
+            ProjectKey::parse(project)
+                .map_err(|e| EnvironmentError::InvalidRequest(format!("project_key: the {e}")))?;
+            if self.source_environment_key.is_none() {
+                return Err(EnvironmentError::InvalidRequest(
+                    "project_key needs source_environment_key too: source environments belong \
+                     to a project"
+                        .to_owned(),
+                ));
+            }
+        }
         if let Some(source) = &self.source_environment_key {
             EnvironmentKey::parse(source).map_err(|e| {
                 EnvironmentError::InvalidRequest(format!("source_environment_key: the source {e}"))
@@ -75,11 +111,38 @@ impl EnvironmentRequest {
             }
         }
         tags.sort();
+        check_flags(&self.flags)?;
         Ok(Self {
             name,
+            project_key: self.project_key,
             source_environment_key: self.source_environment_key,
             ttl_seconds: self.ttl_seconds,
             tags,
+            flags: self.flags,
         })
     }
+}
+
+/// Flag choices: a bounded number, valid keys, bounded non-null values.
+fn check_flags(flags: &BTreeMap<String, Value>) -> Result<(), EnvironmentError> {
+    if flags.len() > MAX_REQUEST_FLAGS {
+        return Err(EnvironmentError::InvalidRequest(format!(
+            "flags: at most {MAX_REQUEST_FLAGS} flags"
+        )));
+    }
+    for (key, value) in flags {
+        FlagKey::parse(key)
+            .map_err(|e| EnvironmentError::InvalidRequest(format!("flags: every {e}")))?;
+        if value.is_null() {
+            return Err(EnvironmentError::InvalidRequest(format!(
+                "flags: '{key}' needs the value of one of the flag's variations, not null"
+            )));
+        }
+        if value.to_string().len() > MAX_FLAG_VALUE_BYTES {
+            return Err(EnvironmentError::InvalidRequest(format!(
+                "flags: the value for '{key}' is longer than {MAX_FLAG_VALUE_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use super::{EnvironmentRecord, EnvironmentStatus, RevealedKeys, environment_url};
+use super::{EnvironmentRecord, EnvironmentStatus, FailureCode, RevealedKeys, environment_url};
 use crate::app::AppState;
 
 #[derive(Debug, Clone, Serialize)]
@@ -15,11 +15,15 @@ pub struct EnvironmentView {
     pub status: EnvironmentStatus,
     pub launchdarkly: LaunchDarklyView,
     pub tags: Vec<String>,
+    /// Flag key → the value this environment serves to every context.
+    pub flags: serde_json::Value,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// For a failed environment, the request's choice LaunchDarkly did not know.
+    pub error_code: Option<FailureCode>,
 }
 
 #[derive(Clone, Serialize)]
@@ -62,11 +66,13 @@ impl EnvironmentView {
                 url: environment_url(state, record),
             },
             tags: record.tags.clone(),
+            flags: record.flags.clone(),
             expires_at: record.expires_at,
             created_at: record.created_at,
             updated_at: record.updated_at,
             ready_at: record.ready_at,
             last_error: record.last_error.clone(),
+            error_code: record.failure_code,
         }
     }
 }

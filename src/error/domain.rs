@@ -10,6 +10,7 @@ use crate::environments::EnvironmentError;
 use crate::launchdarkly::LdError;
 use crate::settings::SettingsError;
 use crate::tenants::TenantError;
+use crate::text::InvalidText;
 
 impl From<ConnectionError> for AppError {
     fn from(err: ConnectionError) -> Self {
@@ -89,11 +90,22 @@ impl From<TenantError> for AppError {
     }
 }
 
+/// NUL or a control character in a free-text field.
+impl From<InvalidText> for AppError {
+    fn from(err: InvalidText) -> Self {
+        AppError::Invalid {
+            code: "invalid_text",
+            message: err.to_string(),
+        }
+    }
+}
+
 impl From<EnvironmentError> for AppError {
     fn from(err: EnvironmentError) -> Self {
         match err {
             EnvironmentError::InvalidRequest(message) => AppError::invalid(message),
             EnvironmentError::InvalidCursor => AppError::invalid(err.to_string()),
+            EnvironmentError::InvalidText(e) => e.into(),
             EnvironmentError::Tenant(e) => e.into(),
             EnvironmentError::ConflictingRequest(_) => {
                 AppError::conflict("conflicting_request", err.to_string())

@@ -129,6 +129,30 @@ impl AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
+        // The database being out of reach (down, restarting, a connection
+        // cut mid-handshake) is an outage (503), not a bug.
+        let outage = match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => true,
+            // Class 08: connection exception; 57P01-03: shutting down,
+            // crashed, starting up.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        };
+        if outage {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "database_unavailable",
+                message: "the database is unavailable; try again shortly".to_owned(),
+            };
+        }
         Self::Internal(anyhow::Error::new(err).context("database"))
     }
 }

@@ -1,5 +1,5 @@
 //! Clean-up on a schedule: environments past their TTL are deleted through
-//! the normal path, and each tenant's project is swept for environments that
+//! the normal path, and each project holding a tenant's environments is swept for environments that
 //! carry this deployment's tags under a key the tenant recorded but whose
 //! generation is no longer live (left by a crash, or by a create LaunchDarkly
 //! finished after we had given up on it). Those are deleted once they have
@@ -84,7 +84,8 @@ pub async fn enqueue_sweep(state: &AppState, tenant: &TenantId) -> anyhow::Resul
     Ok(queued)
 }
 
-/// One sweep of one tenant's project.
+/// One sweep of every project that holds the tenant's environments: the
+/// settings' project and each one a request chose.
 pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static str> {
     let tenant = &job.tenant_id;
     let Some(settings) = settings::get(&state.db, tenant).await? else {
@@ -98,8 +99,64 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
         }
         Err(e) => return retry(state, job, &CallError::Connection(e)).await,
     };
+    let mut projects = environments::projects_with_sources(&state.db, tenant).await?;
+    match projects
+        .iter_mut()
+        .find(|(p, _)| *p == settings.project_key)
+    {
+        Some((_, sources)) => sources.push(settings.source_environment_key.clone()),
+        None => projects.push((
+            settings.project_key.clone(),
+            vec![settings.source_environment_key.clone()],
+        )),
+    }
+    let mut deleted = 0;
+    for (project, sources) in &projects {
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        match sweep_project(state, &mut up, tenant, project, &sources).await {
+            Ok(n) => deleted += n,
+            Err(Swept::Call(e)) => return retry(state, job, &e).await,
+            Err(Swept::Internal(e)) => return Err(e),
+        }
+    }
+    if deleted > 0 {
+        state.metrics.add(
+            "ld_eaas_environments_swept_total",
+            "Unrecorded environments the sweeper deleted",
+            &[],
+            deleted,
+        );
+    }
+    conclude(state, job, JobOutcome::Done).await
+}
+
+enum Swept {
+    Call(CallError),
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for Swept {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<chrono::OutOfRangeError> for Swept {
+    fn from(e: chrono::OutOfRangeError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Deletes the orphans of one project that stayed so for the grace period;
+/// `sources` are never deleted. Returns how many were deleted.
+async fn sweep_project(
+    state: &AppState,
+    up: &mut Upstream<'_>,
+    tenant: &TenantId,
+    project: &str,
+    sources: &[&str],
+) -> Result<u64, Swept> {
     let tags = naming::ownership_tags(&state.config.instance_tag(), tenant);
-    let project = settings.project_key.as_str();
     let listed = {
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
         let tags = &tags;
@@ -110,10 +167,9 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
     };
     let upstream = match listed {
         Ok(envs) => envs,
-        Err(CallError::Ld(LdError::NotFound)) => {
-            return conclude(state, job, JobOutcome::Done).await;
-        }
-        Err(e) => return retry(state, job, &e).await,
+        // The project is gone (or out of reach): nothing of ours to sweep there.
+        Err(CallError::Ld(LdError::NotFound)) => return Ok(0),
+        Err(e) => return Err(Swept::Call(e)),
     };
     let keys: Vec<String> = upstream.iter().map(|e| e.key.clone()).collect();
     let ids: Vec<String> = upstream.iter().map(|e| e.id.clone()).collect();
@@ -132,7 +188,6 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
     // Remember when each orphan was first seen; forget those no longer orphaned.
     let first_seen =
         sweeps::record_sightings(&state.db, tenant, project, &orphan_keys, now).await?;
-    let sources = [settings.source_environment_key.as_str()];
     let mut deleted = 0;
     for env in orphans {
         let old_enough = first_seen
@@ -141,34 +196,23 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
         if !old_enough {
             continue;
         }
-        if let Some(reason) = reconcile::protection_reason(env, &sources) {
+        if let Some(reason) = reconcile::protection_reason(env, sources) {
             tracing::info!(tenant_id = %tenant, environment_key = %env.key, reason = %reason, "sweeper left an unrecorded environment alone");
             continue;
         }
         let key = env.key.as_str();
-        match up.delete_environment(project, key).await {
-            Ok(()) => {
-                deleted += 1;
-                let mut event =
-                    audit_event("system:sweeper", AuditAction::EnvironmentOrphanDeleted);
-                event.environment_key = Some(key);
-                event.details = json!({"project_key": project, "reason": "carried this deployment's tags but had no live record"});
-                audit::record(&state.db, tenant, state.now(), event).await?;
-                sweeps::forget_sighting(&state.db, tenant, project, key).await?;
-                tracing::info!(tenant_id = %tenant, environment_key = %key, "sweeper deleted an unrecorded environment");
-            }
-            Err(e) => return retry(state, job, &e).await,
-        }
+        up.delete_environment(project, key)
+            .await
+            .map_err(Swept::Call)?;
+        deleted += 1;
+        let mut event = audit_event("system:sweeper", AuditAction::EnvironmentOrphanDeleted);
+        event.environment_key = Some(key);
+        event.details = json!({"project_key": project, "reason": "carried this deployment's tags but had no live record"});
+        audit::record(&state.db, tenant, state.now(), event).await?;
+        sweeps::forget_sighting(&state.db, tenant, project, key).await?;
+        tracing::info!(tenant_id = %tenant, project_key = %project, environment_key = %key, "sweeper deleted an unrecorded environment");
     }
-    if deleted > 0 {
-        state.metrics.add(
-            "ld_eaas_environments_swept_total",
-            "Unrecorded environments the sweeper deleted",
-            &[],
-            deleted,
-        );
-    }
-    conclude(state, job, JobOutcome::Done).await
+    Ok(deleted)
 }
 
 async fn retry(state: &AppState, job: &Job, err: &CallError) -> anyhow::Result<&'static str> {

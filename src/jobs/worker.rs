@@ -114,7 +114,9 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
             }
             Err(err) => {
                 tracing::error!(error = %err, "claiming a job failed");
+                // A notification means the database is back: resume at once.
                 tokio::select! {
+                    () = state.lifecycle.jobs.notified() => {}
                     () = tokio::time::sleep(poll) => {}
                     () = shutdown.cancelled() => {}
                 }

@@ -153,8 +153,8 @@ impl LdClient {
     /// Sends one request through the rate-limit gate and reads the answer.
     ///
     /// `route` is the method and path template (the rate-limit bucket). If the
-    /// account or route is known to be throttled, nothing is sent and the result is
-    /// `RateLimited` with the known reset time. Any status comes back as an
+    /// account's or route's budget is spent (or a 429 was seen), nothing is sent and
+    /// the result is `RateLimited` with the known reset time. Any status comes back as an
     /// [`Answer`]; transport failures and timeouts are errors.
     pub(crate) async fn send<B: Serialize + ?Sized>(
         &self,
@@ -180,10 +180,13 @@ impl LdClient {
     ) -> Result<Answer, LdError> {
         let gate = &self.inner.gate;
         let account = auth.rate_limit_key();
-        if let Some(reset_at) = gate.blocked_until(&account, route).await {
-            tracing::debug!(%route, %reset_at, "held back: LaunchDarkly rate limit not reset yet");
-            return Err(LdError::RateLimited { reset_at });
-        }
+        let permit = match gate.acquire(&account, route).await {
+            Ok(permit) => permit,
+            Err(reset_at) => {
+                tracing::debug!(%route, %reset_at, "held back: LaunchDarkly rate limit not reset yet");
+                return Err(LdError::RateLimited { reset_at });
+            }
+        };
 
         let authorization =
             auth.credential
@@ -226,13 +229,7 @@ impl LdClient {
             }
         };
         tracing::info!(%method, %path, status = status.as_u16(), latency_ms, "LaunchDarkly request");
-        let reset_at = match gate.observe(&account, route, status, &headers).await {
-            Some(at) => Some(at),
-            // `observe` sets it on every 429; if it ever did not, now (on
-            // the gate's clock) is the honest reset time.
-            None if status == StatusCode::TOO_MANY_REQUESTS => Some(gate.now()),
-            None => None,
-        };
+        let reset_at = gate.observe(permit, status, &headers).await;
         Ok(Answer {
             status,
             body,

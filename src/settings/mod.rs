@@ -115,10 +115,23 @@ pub fn normalize(
     }
     let name_template =
         blank_to_none(input.name_template.as_ref()).unwrap_or(DEFAULT_NAME_TEMPLATE);
-    if name_template.chars().count() > 200 {
+    // What was sent, as the OpenAPI document's `maxLength` counts.
+    if input
+        .name_template
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 200)
+    {
         problem(
             "name_template",
             "The name template must be at most 200 characters.".into(),
+        );
+    } else if let Err(e) = crate::text::check("name_template", name_template) {
+        problem(
+            "name_template",
+            format!(
+                "The name template {}.",
+                e.to_string().trim_start_matches("name_template ")
+            ),
         );
     } else if let Some(bad) = unknown_placeholder(name_template) {
         problem(

@@ -41,6 +41,28 @@ impl Status {
     }
 }
 
+/// Which of a request's choices made a generation fail (the API's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    UnknownProject,
+    UnknownSourceEnvironment,
+    UnknownFlag,
+    InvalidFlagValue,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownProject => "unknown_project",
+            Self::UnknownSourceEnvironment => "unknown_source_environment",
+            Self::UnknownFlag => "unknown_flag",
+            Self::InvalidFlagValue => "invalid_flag_value",
+        }
+    }
+}
+
 /// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
 /// `crypto`); open them with `lifecycle::reveal_keys`.
 #[derive(Clone)]
@@ -60,6 +82,8 @@ pub struct EnvironmentRow {
     pub source_environment_key: String,
     pub color: String,
     pub tags: Vec<String>,
+    /// Flag key → the value served to every context (a JSON object).
+    pub flags: Value,
     pub client_side_id: Option<String>,
     pub sdk_key: Option<String>,
     pub mobile_key: Option<String>,
@@ -67,6 +91,8 @@ pub struct EnvironmentRow {
     pub last_error: Option<String>,
     /// A safety rule refused the delete (only while `status` is failed).
     pub refused: bool,
+    /// Which choice of the request LaunchDarkly did not know (only while failed).
+    pub failure_code: Option<FailureCode>,
     pub ready_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -107,8 +133,8 @@ macro_rules! rows {
                 + r#" id, seq, tenant_id as "tenant_id: TenantId", ephemeral_id as "ephemeral_id: EphemeralId",
                       generation, revision, desired as "desired: Desired", status as "status: Status",
                       request, project_key, environment_key, environment_name, source_environment_key,
-                      color, tags, client_side_id, sdk_key, mobile_key, expires_at as "expires_at: _",
-                      last_error, refused, ready_at as "ready_at: _", created_at as "created_at: _",
+                      color, tags, flags, client_side_id, sdk_key, mobile_key, expires_at as "expires_at: _",
+                      last_error, refused, failure_code as "failure_code: FailureCode", ready_at as "ready_at: _", created_at as "created_at: _",
                       updated_at as "updated_at: _" "#
                 + $tail
             $(, $arg)*
@@ -129,6 +155,7 @@ pub struct NewEnvironment<'a> {
     pub source_environment_key: &'a str,
     pub color: &'a str,
     pub tags: &'a [String],
+    pub flags: Value,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -209,8 +236,8 @@ pub async fn insert(
     rows!(
         "insert into environments (id, tenant_id, ephemeral_id, generation, desired, status, request,
                                    project_key, environment_key, environment_name, source_environment_key,
-                                   color, tags, expires_at, created_at, updated_at)
-         values ($1, $2, $3, $4, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+                                   color, tags, flags, expires_at, created_at, updated_at)
+         values ($1, $2, $3, $4, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
          returning";
         "",
         new.id,
@@ -224,6 +251,7 @@ pub async fn insert(
         new.source_environment_key,
         new.color,
         new.tags,
+        new.flags,
         new.expires_at as Option<DateTime<Utc>>,
         now as DateTime<Utc>,
     )
@@ -240,7 +268,7 @@ pub async fn mark_absent<'e>(
 ) -> sqlx::Result<EnvironmentRow> {
     rows!(
         "update environments
-            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, failure_code = null, revision = revision + 1,
                 last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
           returning";
@@ -262,7 +290,7 @@ pub async fn rearm<'e>(
 ) -> sqlx::Result<EnvironmentRow> {
     rows!(
         "update environments
-            set status = case desired when 'present' then 'pending' else 'deleting' end, refused = false,
+            set status = case desired when 'present' then 'pending' else 'deleting' end, refused = false, failure_code = null,
                 revision = revision + 1, updated_at = $3
           where tenant_id = $1 and id = $2
           returning";
@@ -343,7 +371,7 @@ pub async fn record_created(
     rows!(
         "update environments
             set client_side_id = $3, sdk_key = $4, mobile_key = $5,
-                status = case desired when 'present' then 'ready' else status end, refused = false,
+                status = case desired when 'present' then 'ready' else status end, refused = false, failure_code = null,
                 ready_at = case desired when 'present' then $6 else ready_at end,
                 last_error = null, updated_at = $6
           where tenant_id = $1 and id = $2
@@ -368,10 +396,11 @@ pub async fn mark_failed(
     id: Uuid,
     error: &str,
     refused: bool,
+    code: Option<FailureCode>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EnvironmentRow> {
     rows!(
-        "update environments set status = 'failed', refused = $4, last_error = $3, updated_at = $5
+        "update environments set status = 'failed', refused = $4, last_error = $3, failure_code = $6, updated_at = $5
           where tenant_id = $1 and id = $2
           returning";
         "",
@@ -380,6 +409,7 @@ pub async fn mark_failed(
         error,
         refused,
         now as DateTime<Utc>,
+        code as Option<FailureCode>,
     )
     .fetch_one(&mut **tx)
     .await
@@ -394,7 +424,7 @@ pub async fn mark_deleted(
 ) -> sqlx::Result<EnvironmentRow> {
     rows!(
         "update environments
-            set status = 'deleted', refused = false, sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
+            set status = 'deleted', refused = false, failure_code = null, sdk_key = null, mobile_key = null, last_error = null, updated_at = $3
           where tenant_id = $1 and id = $2
           returning";
         "",
@@ -434,7 +464,7 @@ pub async fn mark_all_absent(
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
     rows!(
         "update environments
-            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, failure_code = null, revision = revision + 1,
                 last_error = null, updated_at = $2
           where tenant_id = $1 and desired = 'present'
           returning";
@@ -490,7 +520,7 @@ pub async fn expire(
 ) -> sqlx::Result<Vec<EnvironmentRow>> {
     rows!(
         "update environments
-            set desired = 'absent', status = 'deleting', refused = false, revision = revision + 1,
+            set desired = 'absent', status = 'deleting', refused = false, failure_code = null, revision = revision + 1,
                 last_error = null, updated_at = $2
           where id in (select id from environments
                         where tenant_id = $1 and desired = 'present' and expires_at <= $2
@@ -532,4 +562,26 @@ pub async fn sweepable_keys(
     )
     .fetch_all(db)
     .await
+}
+
+/// Every project the tenant's generations were made in, with the source
+/// environments they were cloned from there (the sweeper looks in each).
+pub async fn projects_with_sources(
+    db: &PgPool,
+    tenant: &TenantId,
+) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+    let rows = sqlx::query!(
+        r#"select project_key as "project_key!",
+                  array_agg(distinct source_environment_key) as "sources!"
+             from environments where tenant_id = $1
+            group by project_key
+            order by project_key"#,
+        tenant.as_str(),
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.project_key, r.sources))
+        .collect())
 }

@@ -253,7 +253,10 @@ pub async fn retry<'e>(
 
 /// After a 429: nothing queued for any tenant on that LaunchDarkly account
 /// runs before `reset_at`; they wake spread over `spread` so they do not all
-/// knock at once. Returns how many jobs moved.
+/// knock at once. Returns how many jobs moved. Job rows another transaction
+/// holds are skipped, never waited for: this statement takes many job rows
+/// without their environments, which the lock order (`crate::store`) allows
+/// only without waiting (a skipped job meets the limit and is held itself).
 pub async fn hold_account(
     db: &PgPool,
     account_id: &str,
@@ -263,8 +266,10 @@ pub async fn hold_account(
     let spread_ms = spread.num_milliseconds().max(0) as f64;
     let done = sqlx::query!(
         "update jobs set run_at = $2 + make_interval(secs => random() * $3 / 1000.0)
-          where state = 'queued' and run_at < $2
-            and tenant_id in (select tenant_id from connections where account_id = $1)",
+          where id in (select id from jobs
+                        where state = 'queued' and run_at < $2
+                          and tenant_id in (select tenant_id from connections where account_id = $1)
+                        for update skip locked)",
         account_id,
         reset_at as DateTime<Utc>,
         spread_ms,

@@ -10,6 +10,47 @@
 //! and timestamp arguments a cast (`now as DateTime<Utc>`). Such a cast skips
 //! the macro's check of that one argument's SQL type; everything else in the
 //! statement (columns, other arguments, nullability) stays checked.
+//!
+//! # Lock order
+//!
+//! Every transaction that waits for more than one lock takes them in this
+//! order, skipping those it does not need, so no two of them can wait for
+//! each other (a deadlock: Postgres kills one after `deadlock_timeout`, 1 s,
+//! and the caller sees a 500):
+//!
+//! 1. the per-ephemeral-id advisory lock ([`environments::lock_ephemeral`]);
+//!    API calls only;
+//! 2. environment rows ([`environments::present_for_update`],
+//!    [`environments::get_for_update`], the `update`s in `mark_*`, `rearm`,
+//!    [`environments::mark_all_absent`]);
+//! 3. the reconcile job rows of those environments
+//!    ([`jobs::enqueue_reconcile`]'s upsert of an open job,
+//!    [`jobs::still_held`], then `finish` / `retry`);
+//! 4. the tenant's offboarding advisory lock ([`jobs::lock_offboarding`],
+//!    also in [`jobs::wake_offboarding`]), then its offboarding job row.
+//!
+//! So the API (`environments::ensure_environment`, `request_delete`,
+//! `request_recreate`) locks 1, 2, 3; a worker recording an outcome
+//! (`jobs::reconcile::apply`) locks the environment row *before* checking its
+//! job's lease, then 4; offboarding and TTL expiry lock 2 then 3;
+//! `jobs::conclude` locks only the job row.
+//!
+//! Not part of the order, because nobody waits for them or they wait for
+//! nothing while holding another lock:
+//! - inserts (new generations, new jobs, audit rows, the webhook outbox,
+//!   `pg_notify`): a row no other transaction can see cannot be waited for.
+//!   Their foreign keys take a `KEY SHARE` lock on the tenant (and a job's
+//!   on its environment, already held by then), which only deleting that
+//!   row conflicts with;
+//! - statements that lock many rows of one table on their own use
+//!   `SKIP LOCKED` and never wait ([`jobs::claim`], [`environments::expire`],
+//!   [`jobs::hold_account`], the outbox's claim);
+//! - the connection row ([`connections::get_for_update`]) and the settings
+//!   and tenant rows are locked alone, in transactions that touch no
+//!   environment or job (credential refresh, connect, settings save,
+//!   starting an offboarding). A tenant row is deleted (cascading to every
+//!   table) only when offboarding found none of its environments still being
+//!   worked on.
 
 pub mod api_keys;
 pub mod audit;

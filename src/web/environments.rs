@@ -29,7 +29,7 @@ use crate::store::tenants::Tenant;
 
 mod backend;
 
-pub use backend::{EnvView, Keys};
+pub use backend::{EnvView, FlagChoice, Keys};
 
 /// Rows per page.
 pub const PAGE_SIZE: usize = 25;
@@ -41,6 +41,7 @@ pub struct EnvRow {
     pub key: String,
     pub project_key: String,
     pub source: String,
+    pub flags: Vec<backend::FlagChoice>,
     pub status: &'static str,
     pub status_label: &'static str,
     pub tone: &'static str,
@@ -111,6 +112,7 @@ impl EnvRow {
             key: v.key,
             project_key: v.project_key,
             source: v.source,
+            flags: v.flags,
             status: v.status,
             status_label,
             tone,

@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/oauth/callback", get(oauth::oauth_callback))
         .route("/connection/api-token", post(oauth::save_api_token))
         .route("/connection/disconnect", post(oauth::disconnect))
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", assets::route())
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state, friendly_errors))
         .layer(sessions)

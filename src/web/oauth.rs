@@ -156,7 +156,12 @@ pub async fn save_api_token(
     session.verify_csrf(form.csrf_token.as_deref()).await?;
     let token = form.api_token.unwrap_or_default();
     let token = token.trim();
-    if token.is_empty() || token.len() > 512 || token.chars().any(char::is_whitespace) {
+    if token.is_empty()
+        || token.len() > 512
+        || token
+            .chars()
+            .any(|c| c.is_whitespace() || crate::text::is_refused(c))
+    {
         session.keep_token_form_open().await?;
         session
             .flash(FlashKind::Error, "Paste the whole API access token from LaunchDarkly (Organization settings → Authorization).")

@@ -339,9 +339,21 @@ pub async fn list_source_environments(
     Query(query): Query<ProjectQuery>,
 ) -> PageResult<Response> {
     let tenant = require_tenant(&state, &session).await?;
+    if let Err(err) = crate::ids::ProjectKey::parse(query.project_key.trim()) {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": "invalid_project_key", "message": format!("project_key: the {err}")}})),
+        )
+            .into_response());
+    }
     Ok(
-        match backend::environments(&state, &tenant.id, &query.project_key).await {
+        match backend::environments(&state, &tenant.id, query.project_key.trim()).await {
             Choices::Loaded(items) => Json(json!({ "environments": items })).into_response(),
+            Choices::NoSuchProject(message) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": {"code": "project_not_found", "message": message}})),
+            )
+                .into_response(),
             Choices::Unavailable(message) => (
                 StatusCode::BAD_GATEWAY,
                 Json(envelope("launchdarkly_unavailable", &message)),

@@ -6,10 +6,12 @@
 mod support;
 
 mod api_spec;
+mod assets;
 mod auth_cache;
 mod connect;
 mod docs;
 mod foundation;
+mod hardening;
 mod launchdarkly;
 mod lifecycle;
 mod private_postgres;

@@ -25,11 +25,14 @@ pub(super) async fn apply(
     let tenant = &job.tenant_id;
     let now = state.now();
     let mut tx = state.db.begin().await?;
+    // The lock order (`crate::store`): the environment row first, then its
+    // job row. The API's transactions take them in that order too.
+    let current = environments::get_for_update(&mut tx, tenant, seen.id).await?;
     if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
         tracing::warn!(job_id = %job.id, "lost the job's lease before recording its outcome; another worker has it");
         return Ok("lost_lease");
     }
-    let Some(current) = environments::get_for_update(&mut tx, tenant, seen.id).await? else {
+    let Some(current) = current else {
         jobs::finish(&mut *tx, job.id, now).await?;
         tx.commit().await?;
         return Ok("done");
@@ -70,16 +73,17 @@ pub(super) async fn apply(
                 environment_key = %record.environment_key, adopted, "environment ready");
             "done"
         }
-        EnvOutcome::Failed(error) => {
+        EnvOutcome::Failed { error, code } => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, false, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, false, code, now)
+                    .await?;
             events::announce(
                 state,
                 &mut tx,
                 &record,
                 "system",
                 AuditAction::EnvironmentFailed,
-                json!({"generation": record.generation, "desired": record.desired, "error": error}),
+                json!({"generation": record.generation, "desired": record.desired, "error": error, "code": code}),
                 Some("environment.failed"),
             )
             .await?;
@@ -92,7 +96,8 @@ pub(super) async fn apply(
         }
         EnvOutcome::Refused(error) => {
             let record =
-                environments::mark_failed(&mut tx, tenant, current.id, &error, true, now).await?;
+                environments::mark_failed(&mut tx, tenant, current.id, &error, true, None, now)
+                    .await?;
             events::announce(
                 state,
                 &mut tx,
@@ -149,6 +154,9 @@ pub(super) async fn apply(
             tx.commit().await?;
             tracing::info!(tenant_id = %tenant, environment_key = %current.environment_key,
                 attempts = job.attempts, %run_at, error = %error, "will retry");
+            if let Retry::RateLimited { .. } = &retry {
+                wake_workers_at(state, run_at - now);
+            }
             if let Retry::RateLimited {
                 reset_at,
                 account_id: Some(account),
@@ -187,4 +195,18 @@ async fn record_created(
         state.now(),
     )
     .await?)
+}
+
+/// Wakes this replica's workers when a job held for a rate limit falls due
+/// (and once more when the jobs spread after it do), instead of at their next
+/// poll: a window left idle for a poll interval is budget lost.
+fn wake_workers_at(state: &AppState, after: chrono::Duration) {
+    let runtime = state.lifecycle.clone();
+    let after = after.to_std().unwrap_or_default();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        runtime.jobs.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        runtime.jobs.notify_one();
+    });
 }

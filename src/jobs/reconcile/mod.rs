@@ -8,13 +8,14 @@
 //! recorded, is not marked critical and is not the tenant's source.
 
 mod apply;
+mod choices;
 
 use chrono::{DateTime, Utc};
 
 use super::{JobOutcome, conclude};
 use crate::app::AppState;
 use crate::connections::{CallError, ConnectionError, Upstream};
-use crate::environments::EnvironmentRecord;
+use crate::environments::{EnvironmentRecord, FailureCode};
 use crate::launchdarkly::{Environment, EnvironmentPost, LdError, SourceEnv};
 use crate::naming;
 use crate::store::environments::{self, Desired};
@@ -33,13 +34,23 @@ pub(crate) enum EnvOutcome {
         env: Box<Environment>,
         adopted: bool,
     },
-    Failed(String),
+    /// Given up; `code` names the request's choice LaunchDarkly did not know.
+    Failed {
+        error: String,
+        code: Option<FailureCode>,
+    },
     Deleted {
         untouched: Option<String>,
     },
     /// The delete was refused by a safety rule; nothing was touched.
     Refused(String),
     Retry(Retry),
+}
+
+impl EnvOutcome {
+    fn failed(error: String) -> Self {
+        Self::Failed { error, code: None }
+    }
 }
 
 pub(crate) enum Retry {
@@ -88,19 +99,19 @@ fn classify(err: CallError, doing: &str, attempts: i32) -> EnvOutcome {
         LdError::Unauthorized => EnvOutcome::Retry(Retry::Waiting(
             "waiting: LaunchDarkly no longer accepts the tenant's credential".into(),
         )),
-        LdError::Forbidden { message } => EnvOutcome::Failed(format!(
+        LdError::Forbidden { message } => EnvOutcome::failed(format!(
             "LaunchDarkly did not allow us to {doing} (403 forbidden: {message}); the connected \
              account or token needs the writer role on this project"
         )),
         LdError::InvalidRequest { message } => {
-            EnvOutcome::Failed(format!("LaunchDarkly refused to {doing}: {message}"))
+            EnvOutcome::failed(format!("LaunchDarkly refused to {doing}: {message}"))
         }
         e @ (LdError::Decode { .. } | LdError::UnexpectedStatus { .. })
             if attempts < MAX_UNEXPECTED_ATTEMPTS =>
         {
             EnvOutcome::Retry(Retry::Transient(format!("could not {doing}: {e}")))
         }
-        e => EnvOutcome::Failed(format!("could not {doing}: {e}")),
+        e => EnvOutcome::failed(format!("could not {doing}: {e}")),
     }
 }
 
@@ -134,18 +145,24 @@ async fn create(
             state.ld.create_environment(&auth, project, post).await
         })
         .await;
-    match created {
+    let outcome = match created {
         Ok(created) => EnvOutcome::Ready {
             env: Box::new(created),
             adopted: false,
         },
         Err(CallError::Ld(LdError::Conflict { .. })) => adopt(up, env, attempts).await,
-        Err(CallError::Ld(LdError::NotFound)) => EnvOutcome::Failed(format!(
-            "LaunchDarkly has no project '{}' with a source environment '{}' to clone from",
-            env.project_key, env.source_environment_key
-        )),
+        Err(CallError::Ld(LdError::NotFound)) => {
+            choices::unknown_project_or_source(state, up, env, attempts).await
+        }
         Err(e) => classify(e, "create the environment", attempts),
+    };
+    // Ready only once the preview's flag values are applied.
+    if let EnvOutcome::Ready { .. } = outcome {
+        if let Some(instead) = choices::apply_flags(state, up, env, attempts).await {
+            return instead;
+        }
     }
+    outcome
 }
 
 /// The key is taken: ours if its tags are exactly ours, else someone else's.
@@ -156,7 +173,7 @@ async fn adopt(up: &mut Upstream<'_>, env: &EnvironmentRecord, attempts: i32) ->
             env: Box::new(existing),
             adopted: true,
         },
-        Ok(_) => EnvOutcome::Failed(format!(
+        Ok(_) => EnvOutcome::failed(format!(
             "an environment with key '{key}' already exists in project '{project}' and was not \
              created by this deployment for this environment (its tags differ); it was left untouched"
         )),

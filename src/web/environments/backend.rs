@@ -15,6 +15,13 @@ use crate::tenants::{self, TenantError};
 
 use super::PageResult;
 
+/// One flag a preview chose: its key and the JSON text of its value.
+#[derive(Clone)]
+pub struct FlagChoice {
+    pub key: String,
+    pub value: String,
+}
+
 /// An environment as the page needs it.
 pub struct EnvView {
     pub ephemeral_id: String,
@@ -22,6 +29,8 @@ pub struct EnvView {
     pub key: String,
     pub project_key: String,
     pub source: String,
+    /// The flag values this preview serves to everyone, in key order.
+    pub flags: Vec<FlagChoice>,
     /// `pending`, `ready`, `deleting`, `deleted`, `failed` or
     /// `delete_failed` (a delete LaunchDarkly refused).
     pub status: &'static str,
@@ -48,6 +57,18 @@ impl EnvView {
             key: r.environment_key.clone(),
             project_key: r.project_key.clone(),
             source: r.source_environment_key.clone(),
+            flags: r
+                .flags
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(key, value)| FlagChoice {
+                            key: key.clone(),
+                            value: value.to_string(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             status,
             created_at: r.created_at,
             expires_at: r.expires_at,

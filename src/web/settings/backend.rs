@@ -28,13 +28,15 @@ pub struct Choice {
 pub enum Choices {
     Loaded(Vec<Choice>),
     Unavailable(String),
+    /// The project asked for is not one the connection can see.
+    NoSuchProject(String),
 }
 
 impl Choices {
     pub fn first_key(&self) -> Option<String> {
         match self {
             Self::Loaded(items) => items.first().map(|c| c.key.clone()),
-            Self::Unavailable(_) => None,
+            Self::Unavailable(_) | Self::NoSuchProject(_) => None,
         }
     }
 
@@ -45,14 +47,14 @@ impl Choices {
     pub fn items(&self) -> &[Choice] {
         match self {
             Self::Loaded(items) => items,
-            Self::Unavailable(_) => &[],
+            Self::Unavailable(_) | Self::NoSuchProject(_) => &[],
         }
     }
 
     pub fn problem(&self) -> &str {
         match self {
             Self::Loaded(_) => "",
-            Self::Unavailable(message) => message,
+            Self::Unavailable(message) | Self::NoSuchProject(message) => message,
         }
     }
 
@@ -153,13 +155,31 @@ where
     F: Fn(RequestAuth) -> Fut,
     Fut: Future<Output = Result<T, LdError>>,
 {
-    let deadline = state.now() + chrono::Duration::seconds(5);
-    interactive(state, tenant, deadline, operation, call)
+    call_as_tenant(state, tenant, operation, call)
         .await
-        .map_err(|err| match err {
-            CallError::Ld(e) => describe_ld(e),
-            CallError::Connection(e) => describe_connection(e),
-        })
+        .map_err(describe_call)
+}
+
+/// Like [`as_tenant`], with the error as it came.
+async fn call_as_tenant<T, F, Fut>(
+    state: &AppState,
+    tenant: &TenantId,
+    operation: &'static str,
+    call: F,
+) -> Result<T, CallError>
+where
+    F: Fn(RequestAuth) -> Fut,
+    Fut: Future<Output = Result<T, LdError>>,
+{
+    let deadline = state.now() + chrono::Duration::seconds(5);
+    interactive(state, tenant, deadline, operation, call).await
+}
+
+fn describe_call(err: CallError) -> String {
+    match err {
+        CallError::Ld(e) => describe_ld(e),
+        CallError::Connection(e) => describe_connection(e),
+    }
 }
 
 fn describe_connection(err: ConnectionError) -> String {
@@ -231,7 +251,7 @@ pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) ->
     if ProjectKey::parse(project).is_err() {
         return Choices::Unavailable("Choose a project first.".to_owned());
     }
-    let listed = as_tenant(state, tenant, "list_environments", |auth| async move {
+    let listed = call_as_tenant(state, tenant, "list_environments", |auth| async move {
         state.ld.list_environments(&auth, project, &[]).await
     })
     .await;
@@ -250,7 +270,10 @@ pub async fn environments(state: &AppState, tenant: &TenantId, project: &str) ->
                 })
                 .collect(),
         ),
-        Err(message) => Choices::Unavailable(message),
+        Err(CallError::Ld(LdError::NotFound)) => Choices::NoSuchProject(format!(
+            "LaunchDarkly has no project '{project}' that the connected account can see."
+        )),
+        Err(err) => Choices::Unavailable(describe_call(err)),
     }
 }
 

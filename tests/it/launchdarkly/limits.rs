@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use ld_eaas::launchdarkly::{LdClient, LdError, RateLimitGate};
 use ld_eaas::simulator::{DEMO_PROJECT, Faults, RateLimitConfig, SimulatorConfig};
 use reqwest::Method;
@@ -211,4 +212,74 @@ async fn a_real_429_is_rate_limited_and_clients_sharing_a_gate_share_what_they_l
     let sent_before = ld.sim.requests().len();
     assert!(stranger.get_project(&auth, DEMO_PROJECT).await.is_err());
     assert_eq!(ld.sim.requests().len(), sent_before);
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_is_paced_without_a_429_near_the_ideal_and_other_accounts_are_not_slowed()
+ {
+    const PER_WINDOW: usize = 10;
+    const BURST: usize = 40;
+    const WINDOW: Duration = Duration::from_secs(1);
+    const LATENCY: Duration = Duration::from_millis(50);
+    let ld = project_reads_limited(PER_WINDOW as u32, WINDOW).await;
+    ld.sim.set_faults(Faults {
+        latency: LATENCY,
+        ..Faults::none()
+    });
+    let auth = writer();
+    let started = Instant::now();
+    let burst = async {
+        futures::stream::iter(0..BURST)
+            .map(|_| {
+                ld.client
+                    .with_retry(Utc::now() + Duration::from_secs(30), || {
+                        ld.client.get_project(&auth, DEMO_PROJECT)
+                    })
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+    };
+    // Meanwhile another account reads, one call at a time.
+    let other = async {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..10 {
+            let call = Instant::now();
+            ld.client
+                .get_project(&other_account(), OTHER_PROJECT)
+                .await
+                .expect("the other account is never held back");
+            slowest = slowest.max(call.elapsed());
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        slowest
+    };
+    let (results, other_slowest) = futures::future::join(burst, other).await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let sent = ld.requests_to("/api/v2/projects/demo");
+    assert_eq!(sent.len(), BURST, "one request per call, no retries");
+    let refused = ld
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.status == Some(429))
+        .count();
+    assert_eq!(refused, 0, "no 429 at all");
+    // Four windows of ten: the last opens three windows after the first.
+    let windows = BURST.div_ceil(PER_WINDOW) as u32;
+    let ideal = WINDOW * (windows - 1) + LATENCY;
+    assert!(
+        elapsed >= WINDOW * (windows - 1),
+        "{elapsed:?}: faster than the limit allows"
+    );
+    assert!(
+        elapsed <= ideal.mul_f64(1.2),
+        "{elapsed:?} against the window-limited ideal {ideal:?}"
+    );
+    assert!(
+        other_slowest < LATENCY + Duration::from_millis(200),
+        "another account waited {other_slowest:?}"
+    );
 }

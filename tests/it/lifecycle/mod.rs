@@ -4,7 +4,9 @@
 #![allow(clippy::disallowed_methods)] // The app's manual clock is set to the simulator's real time here.
 
 mod api;
+mod choices;
 mod convergence;
+mod locks;
 mod safety;
 mod settings;
 pub(crate) mod time;
