@@ -1,0 +1,208 @@
+//! What this process knows of each (account, bucket) budget, and the pacing
+//! decision taken on it before a request goes out.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use super::headers::RateLimitHeaders;
+use super::{Bucket, MAX_BUDGETS, SAME_WINDOW_SLACK};
+
+/// What this process knows of one bucket's budget.
+#[derive(Debug, Default)]
+struct Budget {
+    /// Whether answers report this bucket (with a usable reset instant); `None`
+    /// until the first answer.
+    tracked: Option<bool>,
+    /// End of the window `remaining` belongs to; `None` while a fresh window's
+    /// first answer is awaited.
+    reset: Option<DateTime<Utc>>,
+    /// Requests that may still be sent before `reset`, this process's own
+    /// requests already taken off; `None` while unknown.
+    remaining: Option<i64>,
+    /// The largest budget a window has shown: what a fresh window starts from.
+    capacity: Option<i64>,
+    /// The largest budget the current window has shown; becomes `capacity` when
+    /// the window ends, so a lowered limit is learned within one window.
+    window_best: Option<i64>,
+    /// Requests sent and not answered yet.
+    in_flight: u32,
+}
+
+/// What to do with a request, judged on one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decision {
+    Go,
+    /// Spent until this instant.
+    Hold(DateTime<Utc>),
+    /// The budget is unknown and an answer that tells it is on its way.
+    Wait,
+}
+
+impl Decision {
+    /// The stricter of two.
+    fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Hold(a), Self::Hold(b)) => Self::Hold(a.max(b)),
+            (Self::Hold(a), _) | (_, Self::Hold(a)) => Self::Hold(a),
+            (Self::Wait, _) | (_, Self::Wait) => Self::Wait,
+            (Self::Go, Self::Go) => Self::Go,
+        }
+    }
+}
+
+impl Budget {
+    fn decide(&mut self, now: DateTime<Utc>) -> Decision {
+        if self.reset.is_some_and(|reset| reset <= now) {
+            // The window is over: a fresh one starts from the known capacity.
+            self.reset = None;
+            if let Some(best) = self.window_best.take() {
+                self.capacity = Some(best);
+            }
+            self.remaining = self.capacity;
+        }
+        // With nothing on its way that could tell us more, one request goes out.
+        let wait_or_probe = if self.in_flight > 0 {
+            Decision::Wait
+        } else {
+            Decision::Go
+        };
+        match (self.tracked, self.remaining) {
+            (Some(false), _) => Decision::Go,
+            (None, _) | (Some(true), None) => wait_or_probe,
+            (Some(true), Some(n)) if n > 0 => Decision::Go,
+            (Some(true), Some(_)) => match self.reset {
+                Some(reset) => Decision::Hold(reset),
+                None => wait_or_probe,
+            },
+        }
+    }
+
+    fn take(&mut self) {
+        self.in_flight = self.in_flight.saturating_add(1);
+        if let Some(n) = &mut self.remaining {
+            *n -= 1;
+        }
+    }
+
+    /// Learns from an answer: `remaining` as reported for this bucket, `reset` the
+    /// answer's reset instant if it lies ahead, `limited` a 429 holding this bucket
+    /// until `reset`.
+    fn learn(
+        &mut self,
+        remaining: Option<i64>,
+        reset: Option<DateTime<Utc>>,
+        limited: bool,
+        now: DateTime<Utc>,
+    ) {
+        let (Some(remaining), Some(reset)) = (remaining, reset.filter(|r| *r > now)) else {
+            // Not reported, or against a clock we do not share: no pacing on this
+            // bucket (a 429 still blocks through the store).
+            if self.tracked != Some(true) || reset.is_some_and(|r| r <= now) {
+                self.tracked = Some(false);
+            }
+            return;
+        };
+        self.tracked = Some(true);
+        let remaining = remaining.max(0);
+        if limited {
+            // Spent until the instant the 429 names, neither sooner nor later.
+            self.reset = Some(reset);
+            self.remaining = Some(0);
+            return;
+        }
+        self.capacity = self.capacity.max(Some(remaining + 1));
+        self.window_best = self.window_best.max(Some(remaining + 1));
+        match self.reset {
+            Some(known) if reset <= known + SAME_WINDOW_SLACK => {
+                self.reset = Some(known.max(reset));
+                self.remaining = Some(self.remaining.map_or(remaining, |n| n.min(remaining)));
+            }
+            Some(_) => {
+                // A later window than the one we knew (the request was counted after
+                // LaunchDarkly's reset): what else is in flight may count in it too.
+                self.reset = Some(reset);
+                self.remaining = Some(remaining - i64::from(self.in_flight));
+            }
+            None => {
+                self.reset = Some(reset);
+                self.remaining = Some(self.remaining.map_or(remaining, |n| n.min(remaining)));
+            }
+        }
+    }
+}
+
+/// The budgets of every (account, bucket) this process has talked to.
+#[derive(Debug, Default)]
+pub(super) struct Budgets {
+    map: Mutex<HashMap<(String, Bucket), Budget>>,
+    /// Woken whenever an answer (or a failure) is recorded.
+    pub(super) answered: tokio::sync::Notify,
+}
+
+impl Budgets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Bucket), Budget>> {
+        // A poisoned lock only means another thread panicked mid-update of plain
+        // numbers; the map is still usable.
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one request off every bucket of `account` and `route`, or says why not.
+    pub(super) fn try_take(
+        &self,
+        account: &str,
+        buckets: &[Bucket],
+        now: DateTime<Utc>,
+        force: bool,
+    ) -> Decision {
+        let mut map = self.lock();
+        if map.len() > MAX_BUDGETS {
+            map.retain(|_, b| b.in_flight > 0 || b.reset.is_some_and(|r| r > now));
+        }
+        let mut decision = Decision::Go;
+        for bucket in buckets {
+            let budget = map.entry((account.to_owned(), bucket.clone())).or_default();
+            decision = decision.and(budget.decide(now));
+        }
+        if force && decision == Decision::Wait {
+            decision = Decision::Go;
+        }
+        if decision == Decision::Go {
+            for bucket in buckets {
+                map.entry((account.to_owned(), bucket.clone()))
+                    .or_default()
+                    .take();
+            }
+        }
+        decision
+    }
+
+    /// Marks a request answered (or failed) and applies what its answer said.
+    pub(super) fn finish(
+        &self,
+        account: &str,
+        buckets: &[Bucket],
+        answer: Option<(&RateLimitHeaders, bool)>,
+        now: DateTime<Utc>,
+    ) {
+        {
+            let mut map = self.lock();
+            for bucket in buckets {
+                let Some(budget) = map.get_mut(&(account.to_owned(), bucket.clone())) else {
+                    continue;
+                };
+                budget.in_flight = budget.in_flight.saturating_sub(1);
+                if let Some((headers, limited)) = answer {
+                    let remaining = match bucket {
+                        Bucket::Global => headers.global_remaining,
+                        Bucket::Route(_) => headers.route_remaining,
+                    };
+                    let limited = limited && remaining.is_some_and(|r| r <= 0);
+                    budget.learn(remaining, headers.reset, limited, now);
+                }
+            }
+        }
+        self.answered.notify_waiters();
+    }
+}
