@@ -15,7 +15,8 @@ use crate::ids::{EphemeralId, TenantId};
 
 /// `query_as!` into [`EnvironmentRow`]: the SQL must be literal, so the typed
 /// column list is spliced in here once: `rows!("select" ; "from environments
-/// where ...", args)` or `rows!("update ... returning" ; "", args)`.
+/// where ...", args)` or `rows!("update ... returning" ; "", args)`. Defined
+/// before the `mod` lines below so the query modules can use it.
 macro_rules! rows {
     ($head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
