@@ -1,0 +1,178 @@
+//! One row per generation of an ephemeral environment: what the vendor wants
+//! (`desired`), how far the workers got (`status`), and what LaunchDarkly gave
+//! back (client-side id, sealed SDK and mobile keys).
+//!
+//! The queries live in `requests` (what a PUT, DELETE or read does),
+//! `outcomes` (what the workers record) and `housekeeping` (offboarding, the
+//! TTL and the sweeper); every one is re-exported here.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::ids::{EphemeralId, TenantId};
+
+/// `query_as!` into [`EnvironmentRow`]: the SQL must be literal, so the typed
+/// column list is spliced in here once: `rows!("select" ; "from environments
+/// where ...", args)` or `rows!("update ... returning" ; "", args)`. Defined
+/// before the `mod` lines below so the query modules can use it.
+macro_rules! rows {
+    ($head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            EnvironmentRow,
+            $head
+                + r#" id, seq, tenant_id as "tenant_id: TenantId", ephemeral_id as "ephemeral_id: EphemeralId",
+                      generation, revision, desired as "desired: Desired", status as "status: Status",
+                      request, project_key, environment_key, environment_name, source_environment_key,
+                      color, tags, flags, client_side_id, sdk_key, mobile_key, expires_at as "expires_at: _",
+                      last_error, refused, failure_code as "failure_code: FailureCode", ready_at as "ready_at: _", created_at as "created_at: _",
+                      updated_at as "updated_at: _" "#
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
+
+mod housekeeping;
+mod outcomes;
+mod requests;
+
+pub use housekeeping::{
+    count_deleting, count_live, expire, mark_all_absent, projects_with_sources, sweepable_keys,
+    tenants_with_expired,
+};
+pub use outcomes::{mark_deleted, mark_failed, note_error, record_created};
+pub use requests::{
+    current, get, get_for_update, insert, list, lock_ephemeral, mark_absent, max_generation,
+    present_for_update, rearm,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Ready,
+    Deleting,
+    Deleted,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Which of a request's choices made a generation fail (the API's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    UnknownProject,
+    UnknownSourceEnvironment,
+    UnknownFlag,
+    InvalidFlagValue,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownProject => "unknown_project",
+            Self::UnknownSourceEnvironment => "unknown_source_environment",
+            Self::UnknownFlag => "unknown_flag",
+            Self::InvalidFlagValue => "invalid_flag_value",
+        }
+    }
+}
+
+/// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
+/// `crypto`); open them with `lifecycle::reveal_keys`.
+#[derive(Clone)]
+pub struct EnvironmentRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub tenant_id: TenantId,
+    pub ephemeral_id: EphemeralId,
+    pub generation: i32,
+    pub revision: i32,
+    pub desired: Desired,
+    pub status: Status,
+    pub request: Value,
+    pub project_key: String,
+    pub environment_key: String,
+    pub environment_name: String,
+    pub source_environment_key: String,
+    pub color: String,
+    pub tags: Vec<String>,
+    /// Flag key → the value served to every context (a JSON object).
+    pub flags: Value,
+    pub client_side_id: Option<String>,
+    pub sdk_key: Option<String>,
+    pub mobile_key: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// A safety rule refused the delete (only while `status` is failed).
+    pub refused: bool,
+    /// Which choice of the request LaunchDarkly did not know (only while failed).
+    pub failure_code: Option<FailureCode>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for EnvironmentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentRow")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("ephemeral_id", &self.ephemeral_id)
+            .field("generation", &self.generation)
+            .field("desired", &self.desired)
+            .field("status", &self.status)
+            .field("environment_key", &self.environment_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnvironmentRow {
+    /// The workers have nothing left to do for this generation.
+    pub fn is_settled(&self) -> bool {
+        match self.desired {
+            Desired::Present => matches!(self.status, Status::Ready | Status::Failed),
+            Desired::Absent => matches!(self.status, Status::Deleted | Status::Failed),
+        }
+    }
+}
+
+/// A generation to insert: desired present, status pending.
+pub struct NewEnvironment<'a> {
+    pub id: Uuid,
+    pub tenant: &'a TenantId,
+    pub ephemeral_id: &'a EphemeralId,
+    pub generation: i32,
+    pub request: Value,
+    pub project_key: &'a str,
+    pub environment_key: &'a str,
+    pub environment_name: &'a str,
+    pub source_environment_key: &'a str,
+    pub color: &'a str,
+    pub tags: &'a [String],
+    pub flags: Value,
+    pub expires_at: Option<DateTime<Utc>>,
+}
