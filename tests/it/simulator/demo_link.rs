@@ -2,6 +2,7 @@
 //! leads to the simulator's page for that environment, not to a JSON 404.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use ld_eaas::clock::SystemClock;
@@ -9,6 +10,7 @@ use ld_eaas::demo::{Demo, DemoArgs};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::browser_support::Browser;
 use crate::support::helpers::{TestDatabase, init_logging};
 use crate::ui::csrf_token;
 
@@ -118,5 +120,18 @@ async fn the_demos_open_in_launchdarkly_link_answers_the_environment_page() {
     assert!(html.contains(key), "names the environment key");
     assert!(html.contains("Preview pr-1"), "names the environment");
     assert!(html.contains("New checkout flow"), "lists the flags");
+
+    // ...which a real browser shows, too.
+    let mut chromium = Browser::start("demo_link").await;
+    chromium.goto(&url).await;
+    let text = chromium
+        .wait_for_text("New checkout flow", Duration::from_secs(10))
+        .await;
+    assert!(
+        text.contains(key),
+        "the page in Chromium names the environment key"
+    );
+    chromium.screenshot("simulator-environment-page").await;
+    chromium.close().await;
     stop.cancel();
 }
