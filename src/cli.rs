@@ -9,7 +9,7 @@ use crate::config::{LogFormat, ServeArgs};
 use crate::crypto::Keyring;
 use crate::ids::TenantId;
 use crate::startup::Application;
-use crate::store::{api_keys, rotation};
+use crate::store::{api_keys, rotation, tenants};
 use crate::{db, telemetry};
 
 #[derive(Parser)]
@@ -178,6 +178,13 @@ async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
             }
             let tenant = tenant.map(|t| TenantId::parse(&t)).transpose()?;
             let pool = pool(&db).await?;
+            if let Some(tenant) = &tenant {
+                if tenants::get(&pool, tenant).await?.is_none() {
+                    anyhow::bail!(
+                        "--tenant: there is no tenant '{tenant}'; register it first (PUT /api/v1/tenants/{tenant})"
+                    );
+                }
+            }
             let (_, key) = api_keys::create(&pool, name, tenant.as_ref(), now).await?;
             println!("{}", key.expose_secret());
         }

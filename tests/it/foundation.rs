@@ -645,6 +645,30 @@ async fn the_cli_prints_a_new_api_key_alone_and_lists_and_revokes_it() {
 }
 
 #[tokio::test]
+async fn a_key_for_an_unknown_tenant_is_refused_with_a_clear_message_and_nothing_stored() {
+    let app = spawn_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ld-eaas"))
+        .args([
+            "api-keys", "create", "--name", "backend", "--tenant", "nobody",
+        ])
+        .env("DATABASE_URL", &app.database.url)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "no key printed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no tenant 'nobody'") && !stderr.contains("foreign key"),
+        "{stderr}"
+    );
+    let keys: i64 = sqlx::query_scalar("select count(*) from api_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 1, "only the harness's own key");
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let app = spawn_app().await;
     app.create_tenant("t1").await;
