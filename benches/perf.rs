@@ -65,6 +65,9 @@ struct Flags {
     /// Only the rate-limited burst and fairness.
     #[arg(long)]
     burst_only: bool,
+    /// Print when each of the burst's LaunchDarkly calls arrived (ms after the first).
+    #[arg(long)]
+    timeline: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -229,8 +232,15 @@ async fn start_replica(
         .args(["--encryption-keys", key_spec])
         .args(["--workers", "8"])
         .args(["--database-pool-size", "20"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env(
+            "RUST_LOG",
+            std::env::var("PERF_REPLICA_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .stdout(if std::env::var_os("PERF_REPLICA_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting ld-eaas serve")?;
@@ -502,6 +512,27 @@ fn refused_for(sim: &Simulator, account: &str) -> usize {
 // ---------------------------------------------------------------- the baseline
 
 /// A bare axum handler running one Postgres query: the floor for a read.
+/// The burst account's LaunchDarkly calls: ms after the first, method, path tail, status.
+fn print_timeline(sim: &Simulator, account: &str) {
+    let calls: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.account_id.as_deref() == Some(account))
+        .collect();
+    let Some(first) = calls.first().map(|r| r.at) else {
+        return;
+    };
+    for r in &calls {
+        let tail = r.path.rsplit('/').next().unwrap_or("");
+        println!(
+            "    {:>7} ms  {} .../{tail}  {}",
+            (r.at - first).num_milliseconds(),
+            r.method,
+            r.status.map_or_else(|| "-".to_owned(), |s| s.to_string())
+        );
+    }
+}
+
 async fn baseline_server(db: PgPool) -> anyhow::Result<String> {
     async fn tenant(State(db): State<PgPool>, Path(id): Path<String>) -> axum::response::Response {
         use axum::response::IntoResponse;
@@ -788,6 +819,9 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.account_id.as_deref() == Some("acct-burst"))
         .count();
+    if flags.timeline {
+        print_timeline(&sim, "acct-burst");
+    }
     println!(
         "  ld-eaas: {eaas_time:?}, {eaas_429} x 429, {burst_calls} LaunchDarkly calls; fair tenant during: {}",
         fair_during.summary()

@@ -31,7 +31,11 @@ pub struct Faults {
     /// Hold the request for `timeout_hold` before handling it (clients time out first;
     /// the work still lands late, as it can with a real slow upstream).
     pub timeout_rate: f64,
-    /// Added to every in-scope request.
+    /// Added to every in-scope answer. The request itself is handled, and
+    /// counted against the rate limits, when it arrives, as at LaunchDarkly's
+    /// edge; only its answer leaves this much later. (Counting after the delay
+    /// would open each rate-limit window one latency late, so a client that
+    /// sends exactly at `X-Ratelimit-Reset` would find every window shifted.)
     pub latency: Duration,
     /// Up to this much more latency, at random.
     pub latency_jitter: Duration,
@@ -230,9 +234,20 @@ pub(crate) async fn inject(
     next: Next,
 ) -> Response {
     let (latency, decision, settings) = shared.lock().faults.decide(req.method(), req.uri().path());
+    let response = answer(&shared, decision, &settings, req, next).await;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    response
+}
+
+async fn answer(
+    shared: &SharedState,
+    decision: Decision,
+    settings: &Settings,
+    req: Request,
+    next: Next,
+) -> Response {
     match decision {
         Decision::Pass => next.run(req).await,
         Decision::Timeout => {

@@ -10,7 +10,6 @@ use crate::crypto::SealedColumn;
 use crate::environments::{EnvironmentRecord, events};
 use crate::jobs::backoff;
 use crate::launchdarkly::Environment;
-use crate::retry::jitter;
 use crate::store::environments;
 use crate::store::jobs::{self, Job};
 
@@ -135,9 +134,12 @@ pub(super) async fn apply(
         }
         EnvOutcome::Retry(retry) => {
             let (run_at, error) = match &retry {
+                // Due at the reset itself: the gate's budget, not a random
+                // delay, keeps the next window from being overrun, and every
+                // millisecond after the reset is a millisecond of the window
+                // lost (LaunchDarkly's window opens with its first request).
                 Retry::RateLimited { reset_at, .. } => (
-                    (*reset_at).max(now)
-                        + chrono::Duration::from_std(jitter(250)).unwrap_or_default(),
+                    (*reset_at).max(now),
                     "waiting for LaunchDarkly's rate limit to reset".to_owned(),
                 ),
                 Retry::Transient(e) => (
@@ -163,8 +165,9 @@ pub(super) async fn apply(
             } = &retry
             {
                 // Hold back every queued job on this account, not just this
-                // one: they would only be refused too.
-                let spread = chrono::Duration::milliseconds(500);
+                // one: they would only be refused too. A short spread keeps
+                // their order without leaving the window's start idle.
+                let spread = chrono::Duration::milliseconds(50);
                 jobs::hold_account(&state.db, account, *reset_at, spread).await?;
                 return Ok("rate_limited");
             }
