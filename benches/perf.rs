@@ -65,6 +65,13 @@ struct Flags {
     /// Only the rate-limited burst and fairness.
     #[arg(long)]
     burst_only: bool,
+    /// Passed on to every `ld-eaas serve` (repeat it: `--replica-arg=--workers=32`);
+    /// without it the replicas run with the product's defaults.
+    #[arg(long, allow_hyphen_values = true)]
+    replica_arg: Vec<String>,
+    /// Skip the rate-limited burst and fairness (to profile the later phases).
+    #[arg(long, conflicts_with = "burst_only")]
+    skip_burst: bool,
     /// Print when each of the burst's LaunchDarkly calls arrived (ms after the first).
     #[arg(long)]
     timeline: bool,
@@ -218,6 +225,7 @@ async fn start_replica(
     database_url: &str,
     sim_url: &str,
     key_spec: &str,
+    replica_args: &[String],
     index: usize,
 ) -> anyhow::Result<(Replica, Duration)> {
     let port = free_port()?;
@@ -230,12 +238,12 @@ async fn start_replica(
         .args(["--public-url", &base])
         .args(["--launchdarkly-url", sim_url])
         .args(["--encryption-keys", key_spec])
-        .args(["--workers", "8"])
-        .args(["--database-pool-size", "20"])
-        .env(
-            "RUST_LOG",
-            std::env::var("PERF_REPLICA_LOG").unwrap_or_else(|_| "warn".to_owned()),
-        )
+        .args(replica_args)
+        // The product's default log filter (every request logged at info),
+        // written where an operator's collector would read it; with
+        // PERF_REPLICA_LOG set, that filter, shown on the terminal.
+        .env_remove("RUST_LOG")
+        .envs(std::env::var("PERF_REPLICA_LOG").map(|f| ("RUST_LOG", f)))
         .stdout(if std::env::var_os("PERF_REPLICA_LOG").is_some() {
             Stdio::inherit()
         } else {
@@ -568,7 +576,7 @@ async fn hammer(
     paths: &[String],
     connections: usize,
     for_: Duration,
-) -> anyhow::Result<(f64, Latencies, usize)> {
+) -> anyhow::Result<Reads> {
     let stop = Instant::now() + for_;
     let errors = AtomicUsize::new(0);
     let all = Mutex::new(Vec::new());
@@ -601,10 +609,33 @@ async fn hammer(
         }
     }))
     .await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let samples = all.into_inner();
-    let rps = samples.len() as f64 / elapsed;
-    Ok((rps, Latencies(samples), errors.load(Ordering::Relaxed)))
+    Ok(Reads {
+        seconds: started.elapsed().as_secs_f64(),
+        latencies: all.into_inner(),
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+/// What runs of [`hammer`] against one target added up to.
+#[derive(Default)]
+struct Reads {
+    seconds: f64,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Reads {
+    fn add(&mut self, more: Reads) {
+        self.seconds += more.seconds;
+        self.latencies.extend(more.latencies);
+        self.errors += more.errors;
+    }
+
+    /// Requests per second, latencies, errors.
+    fn finish(self) -> (f64, Latencies, usize) {
+        let rps = self.latencies.len() as f64 / self.seconds.max(f64::EPSILON);
+        (rps, Latencies(self.latencies), self.errors)
+    }
 }
 
 // ---------------------------------------------------------------- main
@@ -717,7 +748,8 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let mut replicas = Vec::new();
     let mut cold_starts = Vec::new();
     for i in 0..flags.replicas {
-        let (replica, took) = start_replica(database_url, &sim_url, &key_spec, i).await?;
+        let (replica, took) =
+            start_replica(database_url, &sim_url, &key_spec, &flags.replica_arg, i).await?;
         cold_starts.push(took);
         replicas.push(replica);
     }
@@ -749,139 +781,142 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let mut table = Table::default();
     let pct = |a: f64, b: f64| 100.0 * (a / b - 1.0);
 
-    // ------------------------------------------------ 1. the rate-limited burst
-    let mut limits = RateLimitConfig {
-        window: BURST_WINDOW,
-        ..RateLimitConfig::default()
-    };
-    limits
-        .route_limits
-        .insert(CREATE_ROUTE.to_owned(), BURST_LIMIT);
-    sim.set_rate_limits(limits);
-    sim.set_faults(Faults {
-        latency: LD_LATENCY,
-        ..Faults::none()
-    });
-    let n = flags.burst;
-    let ideal = BURST_WINDOW.mul_f64(n as f64 / f64::from(BURST_LIMIT));
-    println!(
-        "burst: {n} creates; LaunchDarkly allows {BURST_LIMIT} creates per {BURST_WINDOW:?} and answers in {LD_LATENCY:?}; ideal {ideal:?}"
-    );
-
-    // Fairness reference: the other tenant's creates with nobody throttled.
-    let fair_alone = fair_creates(&api, "alone", 5).await?;
-    println!("  fair tenant alone: {}", fair_alone.summary());
-
     let direct = |token: &str, project: &str| Direct {
         http: reqwest::Client::new(),
         base: sim_url.clone(),
         token: token.to_owned(),
         project: project.to_owned(),
     };
-    let (tf_time, tf_429) = terraform_style(&direct("tok-tf", "tf"), n).await?;
-    println!("  terraform-style: {tf_time:?}, {tf_429} x 429");
-    let (ok_time, ok_429) = okteto_style(&direct("tok-okteto", "okteto"), n, 4).await?;
-    println!("  okteto-style: {ok_time:?}, {ok_429} x 429");
 
-    tokio::time::sleep(BURST_WINDOW).await;
-    let started = Instant::now();
-    let burst = async {
-        let accepted: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..n)
-            .map(|i| {
-                let api = &api;
-                async move {
-                    api.ok(
-                        Method::PUT,
-                        &format!("/tenants/burst/environments/b-{i}?wait=0"),
-                        None,
-                    )
-                    .await
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        accepted.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-        until(&db, READY_OF, "burst", n as i64, Duration::from_secs(120)).await?;
-        anyhow::Ok(started.elapsed())
-    };
-    let during = async {
-        // Let the burst reach the limit before measuring the other tenant.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        fair_creates(&api, "during", 5).await
-    };
-    let (eaas_time, fair_during) = futures::future::join(burst, during).await;
-    let eaas_time = eaas_time?;
-    let fair_during = fair_during?;
-    let eaas_429 = refused_for(&sim, "acct-burst");
-    let burst_calls = sim
-        .requests()
-        .iter()
-        .filter(|r| r.account_id.as_deref() == Some("acct-burst"))
-        .count();
-    if flags.timeline {
-        print_timeline(&sim, "acct-burst");
-    }
-    println!(
-        "  ld-eaas: {eaas_time:?}, {eaas_429} x 429, {burst_calls} LaunchDarkly calls; fair tenant during: {}",
-        fair_during.summary()
-    );
+    // ------------------------------------------------ 1. the rate-limited burst
+    if !flags.skip_burst {
+        let mut limits = RateLimitConfig {
+            window: BURST_WINDOW,
+            ..RateLimitConfig::default()
+        };
+        limits
+            .route_limits
+            .insert(CREATE_ROUTE.to_owned(), BURST_LIMIT);
+        sim.set_rate_limits(limits);
+        sim.set_faults(Faults {
+            latency: LD_LATENCY,
+            ..Faults::none()
+        });
+        let n = flags.burst;
+        let ideal = BURST_WINDOW.mul_f64(n as f64 / f64::from(BURST_LIMIT));
+        println!(
+            "burst: {n} creates; LaunchDarkly allows {BURST_LIMIT} creates per {BURST_WINDOW:?} and answers in {LD_LATENCY:?}; ideal {ideal:?}"
+        );
 
-    table.add(
-        "burst of 100 creates (20/2 s, 200 ms): seconds",
-        format!(
-            "{:.2} s ({:+.1} % vs ideal {:.1} s)",
-            eaas_time.as_secs_f64(),
-            pct(eaas_time.as_secs_f64(), ideal.as_secs_f64()),
-            ideal.as_secs_f64()
-        ),
-        format!(
-            "Terraform-style {:.2} s; Okteto-style {:.2} s",
-            tf_time.as_secs_f64(),
-            ok_time.as_secs_f64()
-        ),
-        "within 5 % of ideal",
-        Some(eaas_time.as_secs_f64() <= ideal.as_secs_f64() * 1.05),
-    );
-    table.add(
-        "burst: 429s received",
-        format!(
-            "{eaas_429} ({:.1} per 100 calls)",
-            100.0 * eaas_429 as f64 / burst_calls.max(1) as f64
-        ),
-        format!("Terraform-style {tf_429}; Okteto-style {ok_429}"),
-        "<= 1 per 100 calls",
-        Some(eaas_429 * 100 <= burst_calls),
-    );
-    table.add(
-        "burst: speed-up over Terraform-style",
-        format!("{:.2}x", tf_time.as_secs_f64() / eaas_time.as_secs_f64()),
-        format!(
-            "Okteto-style is {:.2}x",
-            tf_time.as_secs_f64() / ok_time.as_secs_f64()
-        ),
-        ">= 2x",
-        Some(tf_time.as_secs_f64() / eaas_time.as_secs_f64() >= 2.0),
-    );
-    let fair_ratio = fair_during.p(0.5).as_secs_f64() / fair_alone.p(0.5).as_secs_f64();
-    table.add(
-        "fairness: other tenant's PUT (ready) p50 while one is throttled",
-        format!(
-            "{:.0} ms ({:+.1} %)",
-            ms(fair_during.p(0.5)),
-            pct(fair_ratio, 1.0)
-        ),
-        format!("{:.0} ms unthrottled", ms(fair_alone.p(0.5))),
-        "within 10 %",
-        Some(fair_ratio <= 1.10),
-    );
+        // Fairness reference: the other tenant's creates with nobody throttled.
+        let fair_alone = fair_creates(&api, "alone", 5).await?;
+        println!("  fair tenant alone: {}", fair_alone.summary());
 
-    if flags.burst_only {
-        println!();
-        table.print();
-        drop(replicas);
-        sim.shutdown().await;
-        return Ok(());
+        let (tf_time, tf_429) = terraform_style(&direct("tok-tf", "tf"), n).await?;
+        println!("  terraform-style: {tf_time:?}, {tf_429} x 429");
+        let (ok_time, ok_429) = okteto_style(&direct("tok-okteto", "okteto"), n, 4).await?;
+        println!("  okteto-style: {ok_time:?}, {ok_429} x 429");
+
+        tokio::time::sleep(BURST_WINDOW).await;
+        let started = Instant::now();
+        let burst = async {
+            let accepted: Vec<anyhow::Result<Duration>> = futures::stream::iter(0..n)
+                .map(|i| {
+                    let api = &api;
+                    async move {
+                        api.ok(
+                            Method::PUT,
+                            &format!("/tenants/burst/environments/b-{i}?wait=0"),
+                            None,
+                        )
+                        .await
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            accepted.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+            until(&db, READY_OF, "burst", n as i64, Duration::from_secs(120)).await?;
+            anyhow::Ok(started.elapsed())
+        };
+        let during = async {
+            // Let the burst reach the limit before measuring the other tenant.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            fair_creates(&api, "during", 5).await
+        };
+        let (eaas_time, fair_during) = futures::future::join(burst, during).await;
+        let eaas_time = eaas_time?;
+        let fair_during = fair_during?;
+        let eaas_429 = refused_for(&sim, "acct-burst");
+        let burst_calls = sim
+            .requests()
+            .iter()
+            .filter(|r| r.account_id.as_deref() == Some("acct-burst"))
+            .count();
+        if flags.timeline {
+            print_timeline(&sim, "acct-burst");
+        }
+        println!(
+            "  ld-eaas: {eaas_time:?}, {eaas_429} x 429, {burst_calls} LaunchDarkly calls; fair tenant during: {}",
+            fair_during.summary()
+        );
+
+        table.add(
+            "burst of 100 creates (20/2 s, 200 ms): seconds",
+            format!(
+                "{:.2} s ({:+.1} % vs ideal {:.1} s)",
+                eaas_time.as_secs_f64(),
+                pct(eaas_time.as_secs_f64(), ideal.as_secs_f64()),
+                ideal.as_secs_f64()
+            ),
+            format!(
+                "Terraform-style {:.2} s; Okteto-style {:.2} s",
+                tf_time.as_secs_f64(),
+                ok_time.as_secs_f64()
+            ),
+            "within 5 % of ideal",
+            Some(eaas_time.as_secs_f64() <= ideal.as_secs_f64() * 1.05),
+        );
+        table.add(
+            "burst: 429s received",
+            format!(
+                "{eaas_429} ({:.1} per 100 calls)",
+                100.0 * eaas_429 as f64 / burst_calls.max(1) as f64
+            ),
+            format!("Terraform-style {tf_429}; Okteto-style {ok_429}"),
+            "<= 1 per 100 calls",
+            Some(eaas_429 * 100 <= burst_calls),
+        );
+        table.add(
+            "burst: speed-up over Terraform-style",
+            format!("{:.2}x", tf_time.as_secs_f64() / eaas_time.as_secs_f64()),
+            format!(
+                "Okteto-style is {:.2}x",
+                tf_time.as_secs_f64() / ok_time.as_secs_f64()
+            ),
+            ">= 2x",
+            Some(tf_time.as_secs_f64() / eaas_time.as_secs_f64() >= 2.0),
+        );
+        let fair_ratio = fair_during.p(0.5).as_secs_f64() / fair_alone.p(0.5).as_secs_f64();
+        table.add(
+            "fairness: other tenant's PUT (ready) p50 while one is throttled",
+            format!(
+                "{:.0} ms ({:+.1} %)",
+                ms(fair_during.p(0.5)),
+                pct(fair_ratio, 1.0)
+            ),
+            format!("{:.0} ms unthrottled", ms(fair_alone.p(0.5))),
+            "within 10 %",
+            Some(fair_ratio <= 1.10),
+        );
+
+        if flags.burst_only {
+            println!();
+            table.print();
+            drop(replicas);
+            sim.shutdown().await;
+            return Ok(());
+        }
     }
 
     // ------------------------------------------------ 2. sustained lifecycles
@@ -985,19 +1020,29 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let c = flags.connections;
-    let (base_rps, base_lat, base_err) = hammer(
-        &http,
-        std::slice::from_ref(&baseline),
-        "",
-        &tenant_paths,
-        c,
-        get_seconds,
-    )
-    .await?;
-    let (tenant_rps, tenant_lat, tenant_err) =
-        hammer(&http, &api.bases, &api.key, &tenant_paths, c, get_seconds).await?;
-    let (env_rps, env_lat, env_err) =
-        hammer(&http, &api.bases, &api.key, &env_paths, c, get_seconds).await?;
+    // The three targets take turns, one second each, so that a change in
+    // the machine's background load falls on all three alike.
+    println!(
+        "  reads: baseline, GET /tenants/{{id}} and GET /tenants/{{id}}/environments/{{eid}}, one second each in turn, for {get_seconds:?} each"
+    );
+    let mut reads = [Reads::default(), Reads::default(), Reads::default()];
+    let slice = Duration::from_secs(1).min(get_seconds);
+    let rounds = (get_seconds.as_secs_f64() / slice.as_secs_f64()).ceil() as usize;
+    for round in 0..rounds {
+        for turn in 0..3 {
+            let which = (round + turn) % 3;
+            let (bases, key, paths): (&[String], &str, &[String]) = match which {
+                0 => (std::slice::from_ref(&baseline), "", &tenant_paths),
+                1 => (&api.bases, &api.key, &tenant_paths),
+                _ => (&api.bases, &api.key, &env_paths),
+            };
+            reads[which].add(hammer(&http, bases, key, paths, c, slice).await?);
+        }
+    }
+    let [base, tenant, env] = reads;
+    let (base_rps, base_lat, base_err) = base.finish();
+    let (tenant_rps, tenant_lat, tenant_err) = tenant.finish();
+    let (env_rps, env_lat, env_err) = env.finish();
     println!(
         "  reads: baseline {base_rps:.0}/s ({base_err} errors), tenant {tenant_rps:.0}/s ({tenant_err}), environment {env_rps:.0}/s ({env_err})"
     );

@@ -106,8 +106,7 @@ async fn pool(args: &DatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let format = args.log_format;
-            telemetry::init(format, std::io::stderr);
+            let _log = telemetry::init_server(args.log_format);
             let config = args.into_config()?;
             let app = Application::build(config, std::sync::Arc::new(SystemClock)).await?;
             let stop = app.shutdown_token();
@@ -118,7 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Demo(args) => {
-            telemetry::init(args.serve.log_format, std::io::stderr);
+            let _log = telemetry::init_server(args.serve.log_format);
             let demo = crate::demo::Demo::start(*args, std::sync::Arc::new(SystemClock)).await?;
             let stop = demo.app.shutdown_token();
             tokio::spawn(async move {
