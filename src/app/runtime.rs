@@ -12,8 +12,12 @@ use uuid::Uuid;
 use crate::store::api_keys::KeyCache;
 
 /// How often a waiting API call looks at its environment even without a
-/// notification (in case the notification connection was lost).
-pub const FALLBACK_POLL: Duration = Duration::from_millis(500);
+/// notification. Notifications reach every replica while its listener is
+/// connected, and a listener that (re)connects wakes every waiter
+/// ([`Runtime::wake_all_waiters`]), so this only bounds the cost of a
+/// notification lost some other way; a short poll would make every waiting
+/// call read its row again and again while the workers are busy.
+pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct Runtime {
@@ -59,6 +63,19 @@ impl Runtime {
         let notify = Arc::new(Notify::new());
         waiters.insert(id, Arc::downgrade(&notify));
         notify
+    }
+
+    /// Wakes every waiting call: notifications may have been missed (the
+    /// listener has just (re)connected), so each reads its environment again.
+    pub(crate) fn wake_all_waiters(&self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.retain(|_, waiter| match waiter.upgrade() {
+            Some(notify) => {
+                notify.notify_waiters();
+                true
+            }
+            None => false,
+        });
     }
 
     /// Environment `id` changed.

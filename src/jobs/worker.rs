@@ -152,8 +152,9 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
                 () = shutdown.cancelled() => return,
             }
         }
-        // Revocations sent while no one listened were missed.
+        // Revocations and changes sent while no one listened were missed.
         state.lifecycle.api_keys.clear();
+        state.lifecycle.wake_all_waiters();
         loop {
             tokio::select! {
                 received = listener.recv() => match received {

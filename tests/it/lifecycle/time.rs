@@ -63,6 +63,42 @@ async fn a_429_holds_the_work_until_the_reset_instant_and_no_request_goes_out_be
 }
 
 #[tokio::test]
+async fn work_held_by_a_429_falls_due_at_the_reset_itself_not_a_random_while_after() {
+    // LaunchDarkly's next window opens with its first request, so every
+    // millisecond between the reset and the first job that runs is lost from
+    // every window of a burst.
+    let sim = start_sim().await;
+    let app = spawn(&sim, false).await;
+    ready_tenant(&app, "acme").await;
+    sim.set_faults(Faults {
+        rate_limit_rate: 1.0,
+        rate_limit_reset_after: std::time::Duration::from_secs(30),
+        max_injections: Some(1),
+        ..Faults::none().scoped(Some(Method::POST), None)
+    });
+    for i in 0..6 {
+        put_env(&app, "acme", &format!("pr-{i}"), "?wait=0", None).await;
+    }
+    let before = app.state.now();
+    assert!(run_due_jobs(&app.state).await.unwrap() >= 1);
+    let due: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select run_at from jobs where state = 'queued' order by run_at")
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(due.len(), 6, "every job is held: {due:?}");
+    let (first, last) = (due[0], due[5]);
+    assert!(
+        first >= before + ChronoDuration::seconds(29) && first <= before + ChronoDuration::seconds(31),
+        "held until the reset 30 s on: {first} (now {before})"
+    );
+    assert!(
+        last - first <= ChronoDuration::milliseconds(50),
+        "all due within 50 ms of the reset, not scattered over a jitter: {due:?}"
+    );
+}
+
+#[tokio::test]
 async fn rate_limit_state_is_shared_by_replicas_on_one_database() {
     let sim = start_sim().await;
     let first = spawn(&sim, false).await;

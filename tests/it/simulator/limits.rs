@@ -240,6 +240,31 @@ async fn injected_429s_carry_the_headers_and_reset_soon() {
 }
 
 #[tokio::test]
+async fn a_slow_answer_is_counted_when_the_request_arrives_not_when_it_leaves() {
+    // A rate limiter sits at LaunchDarkly's edge: the window opens when the
+    // request arrives. Were it counted after the answer's delay, a client
+    // sending at the reset would find every window opened one latency late.
+    let s = limited(1_000, 1_000, Duration::from_secs(5)).await;
+    s.sim.set_faults(Faults {
+        latency: Duration::from_millis(400),
+        ..Faults::default()
+    });
+    let sent = now_ms();
+    let answer = s.get("/api/v2/projects", READER).await;
+    answer.assert(StatusCode::OK);
+    let reset = number(&answer, "x-ratelimit-reset");
+    assert!(
+        now_ms() >= sent + 400,
+        "the answer still comes after the latency"
+    );
+    assert!(
+        reset >= sent + 5_000 && reset < sent + 5_000 + 200,
+        "the window opened on arrival: reset {} ms after sending",
+        reset - sent
+    );
+}
+
+#[tokio::test]
 async fn latency_and_timeouts_delay_the_answer() {
     let s = start().await;
     s.sim.set_faults(Faults {
