@@ -20,9 +20,9 @@ use super::{
 /// One request let through the gate. Hand it back with the answer
 /// ([`RateLimitGate::observe`]); dropped without an answer (a transport error), it
 /// still frees its place.
-#[derive(Debug)]
 pub(crate) struct Permit {
     budgets: Arc<Budgets>,
+    store: Arc<dyn RateLimitStore>,
     account: String,
     buckets: [Bucket; 2],
     /// The shared counts of `buckets` the request was taken from.
@@ -36,6 +36,16 @@ pub(crate) struct Permit {
 struct Taken {
     window: DateTime<Utc>,
     probe: bool,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("account", &self.account)
+            .field("buckets", &self.buckets)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Permit {
@@ -71,6 +81,35 @@ enum Shared {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.finish(None, Utc::now());
+        // A probe dropped unanswered (the request was cancelled, say) gives its
+        // place in the shared count back, as `RateLimitGate::abandon` does, so
+        // other replicas need not wait for the count to expire.
+        let probes: Vec<_> = self
+            .buckets
+            .iter()
+            .zip(&mut self.shared)
+            .filter_map(|(bucket, taken)| match taken.take() {
+                Some(Taken {
+                    window,
+                    probe: true,
+                }) => Some((bucket.clone(), window)),
+                _ => None,
+            })
+            .collect();
+        if probes.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let account = self.account.clone();
+            runtime.spawn(async move {
+                for (bucket, window) in probes {
+                    if let Err(err) = store.release(&account, &bucket, window).await {
+                        tracing::warn!(error = %err, %bucket, "could not give back a shared rate-limit probe");
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -156,6 +195,7 @@ impl RateLimitGate {
                 Decision::Go => {
                     let mut permit = Permit {
                         budgets: self.budgets.clone(),
+                        store: self.store.clone(),
                         account: account.to_owned(),
                         buckets: buckets.clone(),
                         shared: [None; 2],
@@ -287,6 +327,8 @@ impl RateLimitGate {
             // Requests of this process waiting for a shared window's end ask again.
             self.budgets.answered.notify_waiters();
         }
+        // Answered: nothing to give back when the permit goes.
+        permit.shared = [None; 2];
 
         let until = until?;
         let account = permit.account.as_str();
@@ -307,7 +349,8 @@ impl RateLimitGate {
     /// have counted the request.)
     pub(crate) async fn abandon(&self, mut permit: Permit) {
         permit.finish(None, self.clock.now());
-        for (bucket, taken) in permit.buckets.iter().zip(permit.shared) {
+        let shared = std::mem::replace(&mut permit.shared, [None; 2]);
+        for (bucket, taken) in permit.buckets.iter().zip(shared) {
             if let Some(Taken {
                 window,
                 probe: true,
