@@ -343,9 +343,18 @@ async fn two_replicas_sharing_postgres_pace_a_burst_between_them_without_429s_ne
     let refused = sent.iter().filter(|r| r.status == Some(429)).count();
     let windows = BURST.div_ceil(PER_WINDOW) as u32;
     let ideal = WINDOW * (windows - 1) + LATENCY;
+    let first_at = sent.first().map(|r| r.at);
+    let timeline: Vec<String> = sent
+        .iter()
+        .map(|r| {
+            let ms = first_at.map_or(0, |first| (r.at - first).num_milliseconds());
+            format!("{ms}:{}", r.status.unwrap_or(0))
+        })
+        .collect();
     eprintln!(
-        "two replicas: {BURST} calls, {} requests sent, {refused} 429s, {elapsed:?} (ideal {ideal:?})",
-        sent.len()
+        "two replicas: {BURST} calls, {} requests sent, {refused} 429s, {elapsed:?} (ideal {ideal:?}); sent at (ms:status) {}",
+        sent.len(),
+        timeline.join(" ")
     );
     assert!(
         refused * 100 <= sent.len(),
