@@ -349,7 +349,7 @@ impl RateLimitGate {
     /// have counted the request.)
     pub(crate) async fn abandon(&self, mut permit: Permit) {
         permit.finish(None, self.clock.now());
-        let shared = std::mem::replace(&mut permit.shared, [None; 2]);
+        let shared = std::mem::take(&mut permit.shared);
         for (bucket, taken) in permit.buckets.iter().zip(shared) {
             if let Some(Taken {
                 window,

@@ -4,7 +4,7 @@
 //! route (`X-Ratelimit-Route-Remaining`), both reset at `X-Ratelimit-Reset` (epoch
 //! ms), and some routes per IP (`Retry-After` seconds on a 429). Every answer is read.
 //!
-//! Two layers keep requests inside the budget:
+//! Three layers keep requests inside the budget:
 //! - **Pacing** (this process): per (account, bucket) the gate keeps what is left of
 //!   the current window, takes one off *before* each request goes out and corrects it
 //!   from every answer. When nothing is left, requests are held until the reset
@@ -22,7 +22,13 @@
 //!   possibly another replica's, tells it). Every answer on such a bucket corrects
 //!   the shared count as it does the local one. Larger budgets are paced locally
 //!   only: a round trip per call would cost more than the few requests replicas
-//!   can overspend.
+//!   can overspend. The probe of an unknown budget is taken from the shared count
+//!   too (a count of capacity zero that holds everyone else until its answer), so
+//!   replicas starting together send one probe between them; a probe that gets no
+//!   answer gives its place back, one whose answer reports no limit clears it.
+//!   The count lives in `launchdarkly_rate_budgets` (SQL in
+//!   `crate::store::ratelimits`); [`InMemoryRateLimitStore`] keeps the same count
+//!   for gates sharing one process (and the unit tests).
 //! - **Blocks** (shared): an exhausted bucket or a 429 is recorded in a
 //!   [`RateLimitStore`] so that replicas share it (a Postgres-backed store);
 //!   [`InMemoryRateLimitStore`] serves a single process.
