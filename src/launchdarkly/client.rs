@@ -180,14 +180,6 @@ impl LdClient {
     ) -> Result<Answer, LdError> {
         let gate = &self.inner.gate;
         let account = auth.rate_limit_key();
-        let permit = match gate.acquire(&account, route).await {
-            Ok(permit) => permit,
-            Err(reset_at) => {
-                tracing::debug!(%route, %reset_at, "held back: LaunchDarkly rate limit not reset yet");
-                return Err(LdError::RateLimited { reset_at });
-            }
-        };
-
         let authorization =
             auth.credential
                 .header_value()
@@ -195,6 +187,13 @@ impl LdClient {
                     message: "the credential contains characters not allowed in a header"
                         .to_owned(),
                 })?;
+        let permit = match gate.acquire(&account, route).await {
+            Ok(permit) => permit,
+            Err(reset_at) => {
+                tracing::debug!(%route, %reset_at, "held back: LaunchDarkly rate limit not reset yet");
+                return Err(LdError::RateLimited { reset_at });
+            }
+        };
         let path = url.path().to_owned();
         let mut request = self
             .inner
@@ -225,6 +224,7 @@ impl LdClient {
             Err(err) => {
                 let err = LdError::from_reqwest(err);
                 tracing::warn!(%method, %path, latency_ms, error = %err, "LaunchDarkly request failed");
+                gate.abandon(permit).await;
                 return Err(err);
             }
         };

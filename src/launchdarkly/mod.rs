@@ -42,8 +42,9 @@ pub use oauth::{
 };
 pub use operations::SEMANTIC_PATCH_CONTENT_TYPE;
 pub use ratelimit::{
-    BoxFuture, Bucket, Clock, InMemoryRateLimitStore, RateLimitGate, RateLimitStore, StoreError,
-    SystemClock,
+    BoxFuture, Bucket, Clock, InMemoryRateLimitStore, Lesson, RateLimitGate, RateLimitStore,
+    Reservation, SAME_WINDOW_SLACK, SHARED_BELOW, SharedSeed, StoreError, SystemClock,
+    UNKNOWN_END_EXPIRY,
 };
 
 /// The REST API version every request pins, so an account's token default cannot

@@ -42,6 +42,8 @@
 //!   Their foreign keys take a `KEY SHARE` lock on the tenant (and a job's
 //!   on its environment, already held by then), which only deleting that
 //!   row conflicts with;
+//! - the shared rate-limit budget ([`ratelimits::reserve`], `release`,
+//!   `learn`): each statement locks one row and runs outside any transaction;
 //! - statements that lock many rows of one table on their own use
 //!   `SKIP LOCKED` and never wait ([`jobs::claim`], [`environments::expire`],
 //!   [`jobs::hold_account`], the outbox's claim);

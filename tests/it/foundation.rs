@@ -33,6 +33,7 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
         "connections",
         "environments",
         "jobs",
+        "launchdarkly_rate_budgets",
         "launchdarkly_rate_limits",
         "tenant_settings",
         "tenants",

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::headers::RateLimitHeaders;
-use super::{Bucket, MAX_BUDGETS, SAME_WINDOW_SLACK};
+use super::{Bucket, Lesson, MAX_BUDGETS, SAME_WINDOW_SLACK, SHARED_BELOW, SharedSeed};
 
 /// What this process knows of one bucket's budget.
 #[derive(Debug, Default)]
@@ -86,6 +86,35 @@ impl Budget {
         }
     }
 
+    /// Undoes [`take`](Self::take) for a request that was not sent after all.
+    fn untake(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(n) = &mut self.remaining {
+            *n += 1;
+        }
+    }
+
+    /// Whether this bucket is paced and its known budget is small enough to be
+    /// counted in the shared store (see [`SHARED_BELOW`]).
+    fn small(&self) -> bool {
+        self.tracked == Some(true) && self.remaining.is_some_and(|n| n < SHARED_BELOW)
+    }
+
+    /// What to take a request going out now from the shared count with, if it
+    /// must be: a small budget, or an unknown one (the request probes, and other
+    /// replicas wait for its answer too).
+    fn shared_seed(&self) -> Option<SharedSeed> {
+        match (self.tracked, self.remaining) {
+            (Some(false), _) => None,
+            (None, _) | (Some(true), None) => Some(SharedSeed::PROBE),
+            (Some(true), Some(remaining)) => self.small().then(|| SharedSeed {
+                remaining,
+                window_end: self.reset,
+                capacity: self.capacity.unwrap_or(remaining).max(remaining),
+            }),
+        }
+    }
+
     /// Learns from an answer: `remaining` as reported for this bucket, `reset` the
     /// answer's reset instant if it lies ahead, `limited` a 429 holding this bucket
     /// until `reset`.
@@ -133,6 +162,15 @@ impl Budget {
     }
 }
 
+/// The local decision on a request, and the buckets that must also be taken from
+/// the shared count before it goes (by index into the buckets asked about, with
+/// what to open the shared count from; fewest left first).
+#[derive(Debug)]
+pub(super) struct Take {
+    pub(super) decision: Decision,
+    pub(super) shared: Vec<(usize, SharedSeed)>,
+}
+
 /// The budgets of every (account, bucket) this process has talked to.
 #[derive(Debug, Default)]
 pub(super) struct Budgets {
@@ -149,13 +187,15 @@ impl Budgets {
     }
 
     /// Takes one request off every bucket of `account` and `route`, or says why not.
+    /// On `Go`, names the buckets small enough to be taken from the shared count
+    /// too (none when `force`d).
     pub(super) fn try_take(
         &self,
         account: &str,
         buckets: &[Bucket],
         now: DateTime<Utc>,
         force: bool,
-    ) -> Decision {
+    ) -> Take {
         let mut map = self.lock();
         if map.len() > MAX_BUDGETS {
             map.retain(|_, b| b.in_flight > 0 || b.reset.is_some_and(|r| r > now));
@@ -168,27 +208,48 @@ impl Budgets {
         if force && decision == Decision::Wait {
             decision = Decision::Go;
         }
+        let mut shared = Vec::new();
         if decision == Decision::Go {
-            for bucket in buckets {
-                map.entry((account.to_owned(), bucket.clone()))
-                    .or_default()
-                    .take();
+            for (index, bucket) in buckets.iter().enumerate() {
+                let budget = map.entry((account.to_owned(), bucket.clone())).or_default();
+                if !force && let Some(seed) = budget.shared_seed() {
+                    shared.push((index, seed));
+                }
+                budget.take();
             }
         }
-        decision
+        shared.sort_by_key(|(_, seed)| seed.remaining);
+        Take { decision, shared }
+    }
+
+    /// Undoes a `Go` of [`try_take`](Self::try_take): the request was not sent.
+    /// (Wakes nobody: those waiting would ask the same shared count, and a wake-up
+    /// per refusal would have them ask in a loop; they look again on their own.)
+    pub(super) fn untake(&self, account: &str, buckets: &[Bucket]) {
+        let mut map = self.lock();
+        for bucket in buckets {
+            if let Some(budget) = map.get_mut(&(account.to_owned(), bucket.clone())) {
+                budget.untake();
+            }
+        }
     }
 
     /// Marks a request answered (or failed) and applies what its answer said.
+    /// Returns what the shared count must learn from it: for the buckets the request
+    /// was taken from the shared count on (`shared`) and those small enough to be
+    /// counted there now.
     pub(super) fn finish(
         &self,
         account: &str,
         buckets: &[Bucket],
+        shared: &[bool],
         answer: Option<(&RateLimitHeaders, bool)>,
         now: DateTime<Utc>,
-    ) {
+    ) -> Vec<Lesson> {
+        let mut lessons = Vec::new();
         {
             let mut map = self.lock();
-            for bucket in buckets {
+            for (index, bucket) in buckets.iter().enumerate() {
                 let Some(budget) = map.get_mut(&(account.to_owned(), bucket.clone())) else {
                     continue;
                 };
@@ -200,9 +261,21 @@ impl Budgets {
                     };
                     let limited = limited && remaining.is_some_and(|r| r <= 0);
                     budget.learn(remaining, headers.reset, limited, now);
+                    let reported = remaining.zip(headers.reset.filter(|r| *r > now));
+                    let counted = shared.get(index).copied().unwrap_or(false) || budget.small();
+                    if let Some((remaining, reset)) = reported.filter(|_| counted) {
+                        lessons.push(Lesson {
+                            bucket: bucket.clone(),
+                            remaining: remaining.max(0),
+                            reset,
+                            limited,
+                            in_flight: i64::from(budget.in_flight),
+                        });
+                    }
                 }
             }
         }
         self.answered.notify_waiters();
+        lessons
     }
 }

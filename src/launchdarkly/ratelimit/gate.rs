@@ -13,8 +13,8 @@ use reqwest::header::HeaderMap;
 use super::budget::{Budgets, Decision};
 use super::headers::RateLimitHeaders;
 use super::{
-    Bucket, Clock, InMemoryRateLimitStore, MAX_BLOCK, MAX_BUDGET_WAIT, MAX_JITTER_MS,
-    RateLimitStore, SystemClock,
+    Bucket, Clock, InMemoryRateLimitStore, Lesson, MAX_BLOCK, MAX_BUDGET_WAIT, MAX_JITTER_MS,
+    RateLimitStore, Reservation, SHARED_POLL, SharedSeed, SystemClock,
 };
 
 /// One request let through the gate. Hand it back with the answer
@@ -22,24 +22,94 @@ use super::{
 /// still frees its place.
 pub(crate) struct Permit {
     budgets: Arc<Budgets>,
+    store: Arc<dyn RateLimitStore>,
     account: String,
     buckets: [Bucket; 2],
+    /// The shared counts of `buckets` the request was taken from.
+    shared: [Option<Taken>; 2],
     done: bool,
 }
 
-impl Permit {
-    fn finish(&mut self, answer: Option<(&RateLimitHeaders, bool)>, now: DateTime<Utc>) {
-        if !self.done {
-            self.done = true;
-            self.budgets
-                .finish(&self.account, &self.buckets, answer, now);
-        }
+/// A request taken from a shared count: from the window opened at `window`;
+/// `probe`, the budget is unknown and everybody waits for this request's answer.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    window: DateTime<Utc>,
+    probe: bool,
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("account", &self.account)
+            .field("buckets", &self.buckets)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
     }
+}
+
+impl Permit {
+    fn finish(
+        &mut self,
+        answer: Option<(&RateLimitHeaders, bool)>,
+        now: DateTime<Utc>,
+    ) -> Vec<Lesson> {
+        if self.done {
+            return Vec::new();
+        }
+        self.done = true;
+        let shared = self.shared.map(|taken| taken.is_some());
+        self.budgets
+            .finish(&self.account, &self.buckets, &shared, answer, now)
+    }
+
+    /// The request is not sent after all: its place goes back to the local budget.
+    fn cancel(mut self) {
+        self.done = true;
+        self.budgets.untake(&self.account, &self.buckets);
+    }
+}
+
+/// What the shared count said to one request, over all its small buckets.
+enum Shared {
+    /// Taken from these buckets' shared counts (or the store failed: sent anyway).
+    Taken([Option<Taken>; 2]),
+    Hold(DateTime<Utc>),
+    Unknown,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.finish(None, Utc::now());
+        // A probe dropped unanswered (the request was cancelled, say) gives its
+        // place in the shared count back, as `RateLimitGate::abandon` does, so
+        // other replicas need not wait for the count to expire.
+        let probes: Vec<_> = self
+            .buckets
+            .iter()
+            .zip(&mut self.shared)
+            .filter_map(|(bucket, taken)| match taken.take() {
+                Some(Taken {
+                    window,
+                    probe: true,
+                }) => Some((bucket.clone(), window)),
+                _ => None,
+            })
+            .collect();
+        if probes.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let account = self.account.clone();
+            runtime.spawn(async move {
+                for (bucket, window) in probes {
+                    if let Err(err) = store.release(&account, &bucket, window).await {
+                        tracing::warn!(error = %err, %bucket, "could not give back a shared rate-limit probe");
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -119,17 +189,36 @@ impl RateLimitGate {
             let answered = self.budgets.answered.notified();
             let waited = started.elapsed();
             let force = waited >= MAX_BUDGET_WAIT;
-            match self
-                .budgets
-                .try_take(account, &buckets, self.clock.now(), force)
-            {
+            let now = self.clock.now();
+            let take = self.budgets.try_take(account, &buckets, now, force);
+            match take.decision {
                 Decision::Go => {
-                    return Ok(Permit {
+                    let mut permit = Permit {
                         budgets: self.budgets.clone(),
+                        store: self.store.clone(),
                         account: account.to_owned(),
-                        buckets,
+                        buckets: buckets.clone(),
+                        shared: [None; 2],
                         done: false,
-                    });
+                    };
+                    match self.reserve(account, &buckets, &take.shared, now).await {
+                        Shared::Taken(shared) => {
+                            permit.shared = shared;
+                            return Ok(permit);
+                        }
+                        Shared::Hold(until) => {
+                            permit.cancel();
+                            tracing::debug!(%route, %until, "held back: the replicas' shared LaunchDarkly budget is spent until the reset");
+                            return Err(until);
+                        }
+                        Shared::Unknown => {
+                            permit.cancel();
+                            // Another replica's answer may tell the window's end:
+                            // ask again shortly (sooner if an answer arrives here).
+                            let left = (MAX_BUDGET_WAIT.saturating_sub(waited)).min(SHARED_POLL);
+                            let _ = tokio::time::timeout(left, answered).await;
+                        }
+                    }
                 }
                 Decision::Hold(until) => {
                     tracing::debug!(%route, %until, "held back: LaunchDarkly budget spent until the reset");
@@ -142,6 +231,50 @@ impl RateLimitGate {
                 }
             }
         }
+    }
+
+    /// Takes one request from the shared count of each of `small` (fewest left
+    /// first); if one is spent, gives back what was taken from the others. A store
+    /// error lets the request go (fail open).
+    async fn reserve(
+        &self,
+        account: &str,
+        buckets: &[Bucket; 2],
+        small: &[(usize, SharedSeed)],
+        now: DateTime<Utc>,
+    ) -> Shared {
+        let mut shared = [None; 2];
+        let mut taken = Vec::new();
+        let mut refusal = None;
+        for (index, seed) in small {
+            let bucket = &buckets[*index];
+            match self.store.reserve(account, bucket, *seed, now).await {
+                Ok(Reservation::Taken { window, probe }) => {
+                    shared[*index] = Some(Taken { window, probe });
+                    taken.push((bucket, window));
+                }
+                Ok(Reservation::Hold(until)) => {
+                    refusal = Some(Shared::Hold(until));
+                    break;
+                }
+                Ok(Reservation::Unknown) => {
+                    refusal = Some(Shared::Unknown);
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, %bucket, "shared rate-limit budget unavailable; sending anyway");
+                }
+            }
+        }
+        let Some(refusal) = refusal else {
+            return Shared::Taken(shared);
+        };
+        for (bucket, window) in taken {
+            if let Err(err) = self.store.release(account, bucket, window).await {
+                tracing::warn!(error = %err, %bucket, "could not give back a shared rate-limit reservation");
+            }
+        }
+        refusal
     }
 
     /// Reads the rate-limit headers of an answer to the request `permit` let through,
@@ -174,7 +307,28 @@ impl RateLimitGate {
             reset: if limited { until } else { limits.reset },
             ..limits
         };
-        permit.finish(Some((&learned, limited)), now);
+        let lessons = permit.finish(Some((&learned, limited)), now);
+        for lesson in &lessons {
+            if let Err(err) = self.store.learn(&permit.account, lesson, now).await {
+                tracing::warn!(error = %err, bucket = %lesson.bucket, "could not update the shared rate-limit budget");
+            }
+        }
+        // A probe whose answer did not report its bucket: that bucket is not paced,
+        // and nobody need wait for it.
+        for (bucket, taken) in permit.buckets.iter().zip(permit.shared) {
+            let unreported = !lessons.iter().any(|lesson| lesson.bucket == *bucket);
+            if taken.is_some_and(|taken| taken.probe) && unreported {
+                if let Err(err) = self.store.forget_probe(&permit.account, bucket).await {
+                    tracing::warn!(error = %err, %bucket, "could not clear a shared rate-limit probe");
+                }
+            }
+        }
+        if permit.shared.iter().any(Option::is_some) {
+            // Requests of this process waiting for a shared window's end ask again.
+            self.budgets.answered.notify_waiters();
+        }
+        // Answered: nothing to give back when the permit goes.
+        permit.shared = [None; 2];
 
         let until = until?;
         let account = permit.account.as_str();
@@ -186,6 +340,26 @@ impl RateLimitGate {
             self.record(account, permit.buckets[1].clone(), until).await;
         }
         limited.then_some(until)
+    }
+
+    /// A request `permit` let through got no answer (a transport error). Its place
+    /// in the local budget is freed; a probe's place in a shared count is given
+    /// back, so the next request probes instead of every replica waiting for an
+    /// answer that will not come. (Other shared places are not: LaunchDarkly may
+    /// have counted the request.)
+    pub(crate) async fn abandon(&self, mut permit: Permit) {
+        permit.finish(None, self.clock.now());
+        let shared = std::mem::take(&mut permit.shared);
+        for (bucket, taken) in permit.buckets.iter().zip(shared) {
+            if let Some(Taken {
+                window,
+                probe: true,
+            }) = taken
+                && let Err(err) = self.store.release(&permit.account, bucket, window).await
+            {
+                tracing::warn!(error = %err, %bucket, "could not give back a shared rate-limit probe");
+            }
+        }
     }
 
     async fn record(&self, account: &str, bucket: Bucket, until: DateTime<Utc>) {

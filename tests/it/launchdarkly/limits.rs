@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use ld_eaas::launchdarkly::{LdClient, LdError, RateLimitGate};
+use ld_eaas::launchdarkly::{LdClient, LdError, RateLimitGate, SystemClock};
+use ld_eaas::ratelimit_store::PgRateLimitStore;
 use ld_eaas::simulator::{DEMO_PROJECT, Faults, RateLimitConfig, SimulatorConfig};
 use reqwest::Method;
+use secrecy::SecretString;
 
 use super::{OTHER_PROJECT, other_account, sim_config, start, start_with, writer};
+use crate::support::helpers::TestDatabase;
 
 const GET_PROJECT: &str = "GET /api/v2/projects/{projectKey}";
 
@@ -281,5 +284,89 @@ async fn a_concurrent_burst_is_paced_without_a_429_near_the_ideal_and_other_acco
     assert!(
         other_slowest < LATENCY + Duration::from_millis(200),
         "another account waited {other_slowest:?}"
+    );
+}
+
+/// Two replicas (each its own gate, so its own budgets) sharing one Postgres store
+/// take a small window's requests from one count: together they send no more than
+/// the window allows, so a burst split between them gets no 429 and finishes near
+/// the window-limited ideal. Each pacing on its own, both would spend the whole
+/// window at its start.
+#[tokio::test]
+async fn two_replicas_sharing_postgres_pace_a_burst_between_them_without_429s_near_the_ideal() {
+    const PER_WINDOW: usize = 10;
+    const BURST: usize = 60;
+    const WINDOW: Duration = Duration::from_secs(1);
+    const LATENCY: Duration = Duration::from_millis(50);
+    let ld = project_reads_limited(PER_WINDOW as u32, WINDOW).await;
+    ld.sim.set_faults(Faults {
+        latency: LATENCY,
+        ..Faults::none()
+    });
+    let database = TestDatabase::create().await;
+    let pool = ld_eaas::db::connect(&SecretString::from(database.url.clone()), 10)
+        .await
+        .unwrap();
+    ld_eaas::db::migrate(&pool).await.unwrap();
+    let store = Arc::new(PgRateLimitStore::new(pool));
+    let replicas: Vec<LdClient> = (0..2)
+        .map(|_| {
+            let gate = RateLimitGate::new(store.clone(), Arc::new(SystemClock));
+            LdClient::with_gate(ld.config.clone(), gate).unwrap()
+        })
+        .collect();
+    let auth = writer();
+    let burst = |client: &LdClient| {
+        let client = client.clone();
+        let auth = auth.clone();
+        async move {
+            futures::stream::iter(0..BURST / 2)
+                .map(|_| {
+                    client.with_retry(Utc::now() + Duration::from_secs(30), || {
+                        client.get_project(&auth, DEMO_PROJECT)
+                    })
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let started = Instant::now();
+    let (first, second) = futures::future::join(burst(&replicas[0]), burst(&replicas[1])).await;
+    let elapsed = started.elapsed();
+    assert!(
+        first.iter().chain(&second).all(Result::is_ok),
+        "{first:?} {second:?}"
+    );
+
+    let sent = ld.requests_to("/api/v2/projects/demo");
+    let refused = sent.iter().filter(|r| r.status == Some(429)).count();
+    let windows = BURST.div_ceil(PER_WINDOW) as u32;
+    let ideal = WINDOW * (windows - 1) + LATENCY;
+    let first_at = sent.first().map(|r| r.at);
+    let timeline: Vec<String> = sent
+        .iter()
+        .map(|r| {
+            let ms = first_at.map_or(0, |first| (r.at - first).num_milliseconds());
+            format!("{ms}:{}", r.status.unwrap_or(0))
+        })
+        .collect();
+    eprintln!(
+        "two replicas: {BURST} calls, {} requests sent, {refused} 429s, {elapsed:?} (ideal {ideal:?}); sent at (ms:status) {}",
+        sent.len(),
+        timeline.join(" ")
+    );
+    assert!(
+        refused * 100 <= sent.len(),
+        "{refused} 429s in {} requests: more than 1 per 100",
+        sent.len()
+    );
+    assert!(
+        elapsed >= WINDOW * (windows - 1),
+        "{elapsed:?}: faster than the limit allows"
+    );
+    assert!(
+        elapsed <= ideal.mul_f64(1.2),
+        "{elapsed:?} against the window-limited ideal {ideal:?}"
     );
 }
