@@ -88,6 +88,7 @@ impl RateLimitStore for PgRateLimitStore {
                 Some(row) if row.taken => Reservation::Taken {
                     window: row.opened_at,
                     probe: row.capacity == 0,
+                    capacity: row.capacity,
                 },
                 Some(ratelimits::Reserved {
                     window_end: Some(end),

@@ -90,7 +90,9 @@ pub struct Seed {
 ///   a row with nothing left, so every other request waits for the probe's answer.
 /// - The stored window is over (its end has passed, or no answer told a fresh
 ///   window's end by `unknown_before`): a fresh window starts with `capacity - 1`
-///   left (the window's best if it showed one) and an unknown end (still unknown
+///   left (the largest budget any window showed; not the last window's best,
+///   which undercounts when that window's first answers were another replica's
+///   and never learned here, and so left a window part unused) and an unknown end (still unknown
 ///   capacity: this request probes again), or from `seed` when the replica knows a
 ///   window that is still running.
 /// - Otherwise one is taken if any is left (`remaining > 0`).
@@ -123,14 +125,14 @@ pub async fn reserve<'e>(
                 remaining = case
                     when not coalesce(b.window_end <= $3, b.opened_at <= $7) then b.remaining - 1
                     when excluded.window_end is not null then excluded.remaining
-                    else greatest(coalesce(b.window_best, b.capacity), 1) - 1 end,
+                    else greatest(b.capacity, 1) - 1 end,
                 window_end = case
                     when not coalesce(b.window_end <= $3, b.opened_at <= $7) then b.window_end
                     else excluded.window_end end,
                 capacity = case
                     when not coalesce(b.window_end <= $3, b.opened_at <= $7) then b.capacity
                     when excluded.window_end is not null then greatest(b.capacity, excluded.capacity)
-                    else coalesce(b.window_best, b.capacity) end,
+                    else b.capacity end,
                 window_best = case
                     when not coalesce(b.window_end <= $3, b.opened_at <= $7) then b.window_best end,
                 opened_at = case
@@ -207,7 +209,8 @@ pub struct Answer {
 /// from what was reported less the replica's requests in flight; the answer to a
 /// probe (capacity zero, everybody else waited for it) sets what is left to what
 /// was reported. The capacity and the window's best grow to what was reported
-/// plus one. No row: nothing.
+/// plus one; a 429 lowers the capacity to the best its window showed (a lowered
+/// limit is learned from the 429 it causes). No row: nothing.
 pub async fn learn<'e>(
     db: impl PgExecutor<'e>,
     account: &str,
@@ -230,7 +233,7 @@ pub async fn learn<'e>(
                 when $5 or b.window_end is null or b.capacity = 0 then $7::timestamptz
                 when $4 <= b.window_end then greatest(b.window_end, $7)
                 else $7 end,
-            capacity = case when $5 then b.capacity else greatest(b.capacity, $3 + 1) end,
+            capacity = case when $5 then coalesce(b.window_best, b.capacity) else greatest(b.capacity, $3 + 1) end,
             window_best = case when $5 then b.window_best else greatest(b.window_best, $3 + 1) end,
             opened_at = case
                 when $5 or (b.capacity <> 0 and b.window_end is not null and $4 > b.window_end)

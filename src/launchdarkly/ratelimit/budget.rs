@@ -23,8 +23,11 @@ struct Budget {
     remaining: Option<i64>,
     /// The largest budget a window has shown: what a fresh window starts from.
     capacity: Option<i64>,
-    /// The largest budget the current window has shown; becomes `capacity` when
-    /// the window ends, so a lowered limit is learned within one window.
+    /// The largest budget the current window has shown. A 429 lowers `capacity`
+    /// to it, so a lowered limit is learned from the 429 it causes. (It does not
+    /// replace `capacity` at every window's end: with several replicas the
+    /// window's first answers may all have gone to another one, and the best
+    /// this process saw would then start the next window short.)
     window_best: Option<i64>,
     /// Requests sent and not answered yet.
     in_flight: u32,
@@ -57,9 +60,7 @@ impl Budget {
         if self.reset.is_some_and(|reset| reset <= now) {
             // The window is over: a fresh one starts from the known capacity.
             self.reset = None;
-            if let Some(best) = self.window_best.take() {
-                self.capacity = Some(best);
-            }
+            self.window_best = None;
             self.remaining = self.capacity;
         }
         // With nothing on its way that could tell us more, one request goes out.
@@ -136,7 +137,11 @@ impl Budget {
         self.tracked = Some(true);
         let remaining = remaining.max(0);
         if limited {
-            // Spent until the instant the 429 names, neither sooner nor later.
+            // Spent until the instant the 429 names, neither sooner nor later;
+            // and the limit may have been lowered to what this window showed.
+            if self.window_best.is_some() {
+                self.capacity = self.window_best;
+            }
             self.reset = Some(reset);
             self.remaining = Some(0);
             return;
@@ -231,6 +236,18 @@ impl Budgets {
             if let Some(budget) = map.get_mut(&(account.to_owned(), bucket.clone())) {
                 budget.untake();
             }
+        }
+    }
+
+    /// Raises the capacity of (`account`, `bucket`) to `capacity` if it is
+    /// larger (what the shared store knows from every replica's answers).
+    pub(super) fn raise_capacity(&self, account: &str, bucket: &Bucket, capacity: i64) {
+        if capacity <= 0 {
+            return;
+        }
+        let mut map = self.lock();
+        if let Some(budget) = map.get_mut(&(account.to_owned(), bucket.clone())) {
+            budget.capacity = budget.capacity.max(Some(capacity));
         }
     }
 

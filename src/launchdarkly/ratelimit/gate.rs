@@ -249,7 +249,16 @@ impl RateLimitGate {
         for (index, seed) in small {
             let bucket = &buckets[*index];
             match self.store.reserve(account, bucket, *seed, now).await {
-                Ok(Reservation::Taken { window, probe }) => {
+                Ok(Reservation::Taken {
+                    window,
+                    probe,
+                    capacity,
+                }) => {
+                    // What other replicas learned of the budget's size: a
+                    // replica whose answers were not a window's first would
+                    // otherwise start its next window short, hold back, and
+                    // hold back every queued job on the account with it.
+                    self.budgets.raise_capacity(account, bucket, capacity);
                     shared[*index] = Some(Taken { window, probe });
                     taken.push((bucket, window));
                 }

@@ -9,7 +9,7 @@
 //!   the current window, takes one off *before* each request goes out and corrects it
 //!   from every answer. When nothing is left, requests are held until the reset
 //!   instant instead of being sent into a 429; a fresh window starts from the largest
-//!   budget the last window showed. While the budget is unknown (the very
+//!   budget any window showed (a 429 lowers it to what its own window showed). While the budget is unknown (the very
 //!   first request of an account), one request goes out alone and the others wait for
 //!   its answer. So a burst within the window needs no 429 at all.
 //! - **Shared budget** (small budgets only): when a bucket's known budget is below

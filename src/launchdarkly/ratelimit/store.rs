@@ -40,8 +40,13 @@ pub enum Reservation {
     /// One was taken from the window opened at `window`; hand it back with
     /// [`RateLimitStore::release`] if the request is not sent after all. `probe`:
     /// the budget is not known yet, and every other request waits for this one's
-    /// answer.
-    Taken { window: DateTime<Utc>, probe: bool },
+    /// answer. `capacity`: the largest budget a window has shown to any
+    /// replica (0 while unknown).
+    Taken {
+        window: DateTime<Utc>,
+        probe: bool,
+        capacity: i64,
+    },
     /// Nothing left until this instant.
     Hold(DateTime<Utc>),
     /// Nothing left in a window whose end no answer has told yet: ask again shortly.
@@ -156,6 +161,7 @@ impl SharedCount {
         Reservation::Taken {
             window: self.opened_at,
             probe: self.capacity == 0,
+            capacity: self.capacity,
         }
     }
 

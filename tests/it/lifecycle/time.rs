@@ -89,7 +89,8 @@ async fn work_held_by_a_429_falls_due_at_the_reset_itself_not_a_random_while_aft
     assert_eq!(due.len(), 6, "every job is held: {due:?}");
     let (first, last) = (due[0], due[5]);
     assert!(
-        first >= before + ChronoDuration::seconds(29) && first <= before + ChronoDuration::seconds(31),
+        first >= before + ChronoDuration::seconds(29)
+            && first <= before + ChronoDuration::seconds(31),
         "held until the reset 30 s on: {first} (now {before})"
     );
     assert!(
