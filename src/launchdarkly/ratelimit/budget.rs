@@ -95,6 +95,15 @@ impl Budget {
         }
     }
 
+    /// Whether this bucket is paced, its window known and running, and plenty
+    /// of it left: no other replica can have spent it since our last answer
+    /// without sending [`SHARED_BELOW`] requests in between.
+    fn plentiful(&self, now: DateTime<Utc>) -> bool {
+        self.tracked == Some(true)
+            && self.reset.is_some_and(|reset| reset > now)
+            && self.remaining.is_some_and(|n| n >= SHARED_BELOW)
+    }
+
     /// Whether this bucket is paced and its known budget is small enough to be
     /// counted in the shared store (see [`SHARED_BELOW`]).
     fn small(&self) -> bool {
@@ -189,6 +198,17 @@ impl Budgets {
         // A poisoned lock only means another thread panicked mid-update of plain
         // numbers; the map is still usable.
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether every one of `buckets` of `account` has plenty left in a running
+    /// window (see [`Budget::plentiful`]): then the shared store's blocks need
+    /// not be read before sending.
+    pub(super) fn plentiful(&self, account: &str, buckets: &[Bucket], now: DateTime<Utc>) -> bool {
+        let map = self.lock();
+        buckets.iter().all(|bucket| {
+            map.get(&(account.to_owned(), bucket.clone()))
+                .is_some_and(|budget| budget.plentiful(now))
+        })
     }
 
     /// Takes one request off every bucket of `account` and `route`, or says why not.

@@ -180,10 +180,14 @@ impl RateLimitGate {
         account: &str,
         route: &str,
     ) -> Result<Permit, DateTime<Utc>> {
-        if let Some(until) = self.blocked_until(account, route).await {
-            return Err(until);
-        }
         let buckets = [Bucket::Global, Bucket::Route(route.to_owned())];
+        // A block another replica recorded matters only when the budget is
+        // small or unknown here; with plenty left, skip the round trip.
+        if !self.budgets.plentiful(account, &buckets, self.clock.now()) {
+            if let Some(until) = self.blocked_until(account, route).await {
+                return Err(until);
+            }
+        }
         let started = Instant::now();
         loop {
             let answered = self.budgets.answered.notified();

@@ -178,8 +178,9 @@ impl SharedCount {
                     ..Self::open(seed, now)
                 };
             } else {
+                // The largest budget any window showed (a 429 lowers it).
                 // (With the budget still unknown, this request probes.)
-                let capacity = self.window_best.unwrap_or(self.capacity);
+                let capacity = self.capacity;
                 *self = Self {
                     remaining: capacity.max(1) - 1,
                     window_end: None,
@@ -210,7 +211,9 @@ impl SharedCount {
             remaining, reset, ..
         } = *lesson;
         if lesson.limited {
-            // Spent until the instant the 429 names, neither sooner nor later.
+            // Spent until the instant the 429 names, neither sooner nor later;
+            // and the limit may have been lowered to what this window showed.
+            self.capacity = self.window_best.unwrap_or(self.capacity);
             self.remaining = 0;
             self.window_end = Some(reset);
             self.opened_at = now;

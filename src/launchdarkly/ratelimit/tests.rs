@@ -155,6 +155,66 @@ async fn a_fresh_window_starts_from_the_largest_budget_seen() {
     assert_eq!(gate.acquire("a", ROUTE).await.err(), Some(at(1_004_000)));
 }
 
+/// Acquires on `ROUTE` until refused; how many went (their permits dropped
+/// unanswered, as if still in flight).
+async fn takes_until_refused(gate: &RateLimitGate) -> usize {
+    let mut permits = Vec::new();
+    while let Ok(permit) = gate.acquire("a", ROUTE).await {
+        permits.push(permit);
+        if permits.len() > 100 {
+            break;
+        }
+    }
+    permits.len()
+}
+
+#[tokio::test]
+async fn a_window_whose_first_answers_went_elsewhere_does_not_shrink_the_next() {
+    // With several replicas, the answers that show a window's whole budget may
+    // all go to another one; this process then only sees what was left. The
+    // next window must still start from the whole budget, or it would hold
+    // back (and hold every queued job of the account with it) part way through.
+    let now = Arc::new(Mutex::new(1_000_000));
+    let gate = gate_on(now.clone());
+    send(&gate, "a", StatusCode::OK, &budget(19, 1_002_000)).await; // a budget of 20
+    set_now(&now, 1_002_000);
+    // This window, others' requests were counted first: 14 left at best here.
+    send(&gate, "a", StatusCode::OK, &budget(14, 1_004_000)).await;
+    set_now(&now, 1_004_000);
+    // The next window's first answer is this process's own: 19 left.
+    send(&gate, "a", StatusCode::OK, &budget(19, 1_006_000)).await;
+    assert_eq!(
+        takes_until_refused(&gate).await,
+        19,
+        "the rest of the whole budget"
+    );
+}
+
+#[tokio::test]
+async fn a_429_lowers_the_budget_to_what_its_window_showed() {
+    let now = Arc::new(Mutex::new(1_000_000));
+    let gate = gate_on(now.clone());
+    send(&gate, "a", StatusCode::OK, &budget(19, 1_002_000)).await; // a budget of 20
+    set_now(&now, 1_002_000);
+    // The limit was lowered to 10: the best this window shows is 10, then a 429.
+    send(&gate, "a", StatusCode::OK, &budget(9, 1_004_000)).await;
+    let limited = headers(&[
+        ("x-ratelimit-route-remaining", "0"),
+        ("x-ratelimit-global-remaining", "1000"),
+        ("x-ratelimit-reset", "1004000"),
+    ]);
+    send(&gate, "a", StatusCode::TOO_MANY_REQUESTS, &limited).await;
+    set_now(&now, 1_004_000);
+    // The first answer of the next window says 19 (it is not counted against
+    // what this process believes: it starts from 10 and keeps the smaller).
+    send(&gate, "a", StatusCode::OK, &budget(19, 1_006_000)).await;
+    assert_eq!(
+        takes_until_refused(&gate).await,
+        9,
+        "the rest of the lowered budget"
+    );
+}
+
 #[tokio::test]
 async fn a_429_holds_until_the_instant_it_names_even_inside_a_longer_window() {
     let now = Arc::new(Mutex::new(1_000_000));
