@@ -62,9 +62,8 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), route, request_id, tenant_id = tracing::field::Empty)
                 })
                 .on_request(())
-                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "request done");
-                }),
+                // `track_request` writes the "request done" line.
+                .on_response(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(middleware::from_fn(api::envelope::api_error_envelope))
@@ -103,6 +102,8 @@ async fn track_request(State(state): State<AppState>, req: Request, next: Next) 
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(req).await;
+    let latency = started.elapsed();
+    log_done(&method, response.status(), latency);
     let status = response.status().as_u16().to_string();
     let labels = [
         ("method", method.as_str()),
@@ -118,10 +119,29 @@ async fn track_request(State(state): State<AppState>, req: Request, next: Next) 
         "ld_eaas_http_request_duration_seconds",
         "HTTP request latency by route",
         &[("route", route.as_str())],
-        started.elapsed().as_secs_f64(),
+        latency.as_secs_f64(),
     );
     response
 }
+
+/// A read that answers well and fast is logged at `debug`: vendors' backends
+/// and the environments page poll, and a line per poll would bury the rest
+/// (and cost more than the read). Every other request (a write, a refusal, a
+/// failure, anything slower than [`SLOW_READ`]) is logged at `info`.
+fn log_done(method: &str, status: StatusCode, latency: Duration) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    let quiet = matches!(method, "GET" | "HEAD")
+        && (status.is_success() || status == StatusCode::NOT_MODIFIED)
+        && latency < SLOW_READ;
+    if quiet {
+        tracing::debug!(status = status.as_u16(), latency_ms, "request done");
+    } else {
+        tracing::info!(status = status.as_u16(), latency_ms, "request done");
+    }
+}
+
+/// A read slower than this is logged at `info` even when it succeeds.
+const SLOW_READ: Duration = Duration::from_secs(1);
 
 /// Only our own origin, except that a form may lead to LaunchDarkly's OAuth
 /// consent page (browsers apply `form-action` to the redirect after a POST).
