@@ -75,6 +75,10 @@ struct Flags {
     /// Print when each of the burst's LaunchDarkly calls arrived (ms after the first).
     #[arg(long)]
     timeline: bool,
+    /// Internal: serve only the axum + one-query baseline on this database and
+    /// print its address (the bench starts itself so, in a process of its own).
+    #[arg(long, hide = true)]
+    serve_baseline: Option<String>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -541,6 +545,31 @@ fn print_timeline(sim: &Simulator, account: &str) {
     }
 }
 
+/// The baseline in a process of its own, like the replicas (not in the bench's
+/// process, where it would share a runtime with the load generator), on a pool
+/// made as the product makes its own.
+fn start_baseline(database_url: &str) -> anyhow::Result<Replica> {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--serve-baseline", database_url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the baseline server")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    let replica = Replica {
+        child,
+        base: line.trim().to_owned(),
+    };
+    if !replica.base.starts_with("http://") {
+        bail!("the baseline server did not start");
+    }
+    Ok(replica)
+}
+
 async fn baseline_server(db: PgPool) -> anyhow::Result<String> {
     async fn tenant(State(db): State<PgPool>, Path(id): Path<String>) -> axum::response::Response {
         use axum::response::IntoResponse;
@@ -643,6 +672,11 @@ impl Reads {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    if let Some(url) = &flags.serve_baseline {
+        let db = ld_eaas::db::connect(&SecretString::from(url.clone()), 20).await?;
+        println!("{}", baseline_server(db).await?);
+        std::future::pending::<()>().await;
+    }
     let name = format!("ldeaas_perf_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url())
         .await
@@ -1015,7 +1049,8 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let tenant_paths: Vec<String> = (0..load_accounts)
         .map(|i| format!("/tenants/load-{i}"))
         .collect();
-    let baseline = baseline_server(db.clone()).await?;
+    let baseline_process = start_baseline(database_url)?;
+    let baseline = baseline_process.base.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
