@@ -74,14 +74,19 @@ pub async fn readiness(db: &PgPool, tenant: &TenantId) -> Result<Readiness, Tena
 }
 
 /// The settings of a tenant that exists, is not being offboarded, is
-/// connected and has chosen a project and a source.
+/// connected and has chosen a project and a source. One statement: every
+/// environment request asks it.
 pub async fn ready(db: &PgPool, tenant: &TenantId) -> Result<TenantSettings, TenantError> {
-    active(db, tenant).await?;
-    let readiness = readiness(db, tenant).await?;
-    match readiness.connection {
+    let standing = tenants::standing(db, tenant)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
+    if standing.offboarding {
+        return Err(TenantError::Offboarding);
+    }
+    match standing.connection {
         None => return Err(TenantError::NotConnected),
         Some(ConnectionStatus::NeedsReconnect) => return Err(TenantError::NeedsReconnect),
         Some(ConnectionStatus::Connected) => {}
     }
-    readiness.settings.ok_or(TenantError::SettingsMissing)
+    standing.settings.ok_or(TenantError::SettingsMissing)
 }

@@ -42,19 +42,6 @@ pub(crate) async fn announce(
     webhook: Option<&str>,
 ) -> anyhow::Result<()> {
     let now = state.now();
-    audit::record(
-        &mut **tx,
-        &record.tenant_id,
-        now,
-        NewAuditEvent {
-            actor,
-            action: action.as_str(),
-            ephemeral_id: Some(record.ephemeral_id.as_str()),
-            environment_key: Some(&record.environment_key),
-            details,
-        },
-    )
-    .await?;
     if let (Some(event_type), Some(_)) = (webhook, state.config.webhook.as_ref()) {
         outbox::insert(
             tx,
@@ -65,5 +52,21 @@ pub(crate) async fn announce(
         )
         .await?;
     }
-    Ok(notify_changed(tx, record.id).await?)
+    // The audit row and the wake-up in one statement.
+    audit::record_and_notify(
+        &mut **tx,
+        &record.tenant_id,
+        now,
+        NewAuditEvent {
+            actor,
+            action: action.as_str(),
+            ephemeral_id: Some(record.ephemeral_id.as_str()),
+            environment_key: Some(&record.environment_key),
+            details,
+        },
+        notify::ENVIRONMENTS_CHANNEL,
+        &record.id.to_string(),
+    )
+    .await?;
+    Ok(())
 }

@@ -47,28 +47,28 @@ pub(crate) fn backoff(tuning: &Tuning, attempts: i32) -> chrono::Duration {
     crate::retry::backoff(tuning.backoff_base, tuning.backoff_max, attempts)
 }
 
-/// Writes a job's outcome, if this worker still holds its lease.
+/// Writes a job's outcome, if this worker still holds its lease (one
+/// statement: the lease check and the write).
 pub(crate) async fn conclude(
     state: &AppState,
     job: &Job,
     outcome: JobOutcome,
 ) -> anyhow::Result<&'static str> {
-    let now = state.now();
-    let mut tx = state.db.begin().await?;
-    if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
+    let (settle, label) = match &outcome {
+        JobOutcome::Done => (jobs::Settle::Done, "done"),
+        JobOutcome::RetryAt { at, error } => (
+            jobs::Settle::Retry {
+                run_at: *at,
+                error: Some(error),
+                reset_attempts: false,
+            },
+            "retry",
+        ),
+    };
+    let worker = state.lifecycle.replica_id.as_str();
+    if !jobs::settle_held(&state.db, job.id, worker, settle, state.now()).await? {
         return Ok("lost_lease");
     }
-    let label = match outcome {
-        JobOutcome::Done => {
-            jobs::finish(&mut *tx, job.id, now).await?;
-            "done"
-        }
-        JobOutcome::RetryAt { at, error } => {
-            jobs::retry(&mut *tx, job.id, at, Some(&error), false, now).await?;
-            "retry"
-        }
-    };
-    tx.commit().await?;
     Ok(label)
 }
 

@@ -51,11 +51,15 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
     jobs::lock_offboarding(&mut tx, tenant).await?;
     let remaining = environments::count_deleting(&mut *tx, tenant).await?;
     if remaining > 0 && usable {
-        if !jobs::still_held(&mut tx, job.id, state.lifecycle.replica_id()).await? {
+        let error = format!("waiting for {remaining} environment(s) to be deleted");
+        let settle = jobs::Settle::Retry {
+            run_at: now + RECHECK,
+            error: Some(&error),
+            reset_attempts: true,
+        };
+        if !jobs::settle_held(&mut *tx, job.id, state.lifecycle.replica_id(), settle, now).await? {
             return Ok("lost_lease");
         }
-        let error = format!("waiting for {remaining} environment(s) to be deleted");
-        jobs::retry(&mut *tx, job.id, now + RECHECK, Some(&error), true, now).await?;
         tx.commit().await?;
         return Ok("waiting");
     }

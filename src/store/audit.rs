@@ -63,6 +63,37 @@ pub async fn record<'e>(
     Ok(())
 }
 
+/// [`record`], and `pg_notify(channel, payload)` in the same statement (one
+/// round trip for what every environment change leaves behind).
+pub async fn record_and_notify<'e>(
+    db: impl PgExecutor<'e>,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    event: NewAuditEvent<'_>,
+    channel: &str,
+    payload: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "with recorded as (
+             insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
+             values ($1, $2, $3, $4, $5, $6, $7)
+         )
+         select pg_notify($8, $9)",
+        tenant.as_str(),
+        now as DateTime<Utc>,
+        event.actor,
+        event.action,
+        event.ephemeral_id,
+        event.environment_key,
+        event.details,
+        channel,
+        payload,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Newest first; `before` is the id of the last row of the previous page.
 pub async fn list(
     db: &PgPool,

@@ -52,7 +52,7 @@ async fn notify_workers(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> 
 
 /// Queues reconciliation of an environment. If one is already open it is
 /// brought forward instead (a running one re-runs: its worker sees the
-/// environment's revision moved).
+/// environment's revision moved). Wakes the workers in the same statement.
 pub async fn enqueue_reconcile(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
@@ -60,18 +60,22 @@ pub async fn enqueue_reconcile(
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
-         values ($1, $2, 'reconcile_environment', $3, 'queued', $4, $4, $4)
-         on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
-         do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at",
+        "with queued as (
+             insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
+             values ($1, $2, 'reconcile_environment', $3, 'queued', $4, $4, $4)
+             on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
+             do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at
+         )
+         select pg_notify($5, '')",
         Uuid::new_v4(),
         tenant.as_str(),
         environment_id,
         now as DateTime<Utc>,
+        JOBS_CHANNEL,
     )
     .execute(&mut **tx)
     .await?;
-    notify_workers(tx).await
+    Ok(())
 }
 
 /// Queues a tenant-wide job unless one of that kind is already open.
@@ -139,9 +143,13 @@ pub async fn wake_offboarding(
     notify_workers(tx).await
 }
 
-/// Claims the next due job (or one whose lease ran out). Tenants with fewer
-/// running jobs go first and none may hold more than `per_tenant` at once, so
-/// one tenant's backlog never starves another's.
+/// Claims the next due job (or one whose lease ran out). No tenant may hold
+/// more than `per_tenant` running jobs, so one tenant's backlog never takes
+/// every worker from the others; among the rest the oldest due job goes
+/// first. The statement walks the due jobs in `run_at` order (the
+/// `jobs_due` index) and stops at the first one it may take, so its cost does
+/// not grow with the backlog; a job whose lease ran out is taken before any
+/// queued one.
 pub async fn claim(
     db: &PgPool,
     worker: &str,
@@ -151,17 +159,27 @@ pub async fn claim(
 ) -> sqlx::Result<Option<Job>> {
     sqlx::query_as!(
         Job,
-        r#"with busy as (
-             select tenant_id, count(*) as running from jobs
+        r#"with full_up as (
+             select tenant_id from jobs
               where state = 'running' and locked_until > $1
-              group by tenant_id
-         ), next as (
-             select j.id from jobs j left join busy b on b.tenant_id = j.tenant_id
-              where ((j.state = 'queued' and j.run_at <= $1) or (j.state = 'running' and j.locked_until <= $1))
-                and coalesce(b.running, 0) < $4
-              order by coalesce(b.running, 0), j.run_at
+              group by tenant_id having count(*) >= $4
+         ), expired as (
+             select id from jobs
+              where state = 'running' and locked_until <= $1
+                and tenant_id not in (select tenant_id from full_up)
+              order by locked_until
               limit 1
-              for update of j skip locked
+              for update skip locked
+         ), due as (
+             select id from jobs
+              where state = 'queued' and run_at <= $1
+                and not exists (select 1 from expired)
+                and tenant_id not in (select tenant_id from full_up)
+              order by run_at
+              limit 1
+              for update skip locked
+         ), next as (
+             select id from expired union all select id from due
          )
          update jobs set state = 'running', locked_by = $2, locked_until = $3,
                          attempts = jobs.attempts + 1, updated_at = $1
@@ -197,32 +215,58 @@ pub async fn heartbeat(
     Ok(done.rows_affected() == 1)
 }
 
-/// Locks the job for the outcome's transaction; false when this worker lost
-/// its lease (another replica owns the job now and will decide).
-pub async fn still_held(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-    worker: &str,
-) -> sqlx::Result<bool> {
-    let held: Option<Uuid> = sqlx::query_scalar!(
-        "select id from jobs where id = $1 and locked_by = $2 and state = 'running' for update",
-        id,
-        worker,
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(held.is_some())
+/// What becomes of a job its worker is done with.
+#[derive(Debug, Clone, Copy)]
+pub enum Settle<'a> {
+    /// Finished.
+    Done,
+    /// Back in the queue, due at `run_at`. `reset_attempts` is for a re-run
+    /// that is not a failure (the environment changed under the worker).
+    Retry {
+        run_at: DateTime<Utc>,
+        error: Option<&'a str>,
+        reset_attempts: bool,
+    },
 }
 
-pub async fn finish<'e>(db: impl PgExecutor<'e>, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query!(
-        "update jobs set state = 'done', locked_by = null, locked_until = null, updated_at = $2 where id = $1",
+/// Settles a job this worker holds: done, or back in the queue. False when
+/// the worker lost its lease (another replica owns the job now and decides;
+/// nothing was changed). One statement: it checks the lease, locks the row
+/// for the rest of the transaction and writes the outcome.
+pub async fn settle_held<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+    worker: &str,
+    settle: Settle<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let (done, run_at, error, reset_attempts) = match settle {
+        Settle::Done => (true, None, None, false),
+        Settle::Retry {
+            run_at,
+            error,
+            reset_attempts,
+        } => (false, Some(run_at), error, reset_attempts),
+    };
+    let held = sqlx::query_scalar!(
+        "update jobs set state = case when $3 then 'done' else 'queued' end,
+                         run_at = coalesce($4, run_at),
+                         last_error = coalesce($5, last_error),
+                         attempts = case when $6 then 0 else attempts end,
+                         locked_by = null, locked_until = null, updated_at = $7
+          where id = $1 and locked_by = $2 and state = 'running'
+         returning id",
         id,
+        worker,
+        done,
+        run_at as Option<DateTime<Utc>>,
+        error,
+        reset_attempts,
         now as DateTime<Utc>,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(())
+    Ok(held.is_some())
 }
 
 /// Puts the job back in the queue to run at `run_at`. `reset_attempts` is for

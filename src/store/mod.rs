@@ -25,7 +25,7 @@
 //!    [`environments::mark_all_absent`]);
 //! 3. the reconcile job rows of those environments
 //!    ([`jobs::enqueue_reconcile`]'s upsert of an open job,
-//!    [`jobs::still_held`], then `finish` / `retry`);
+//!    [`jobs::settle_held`], which checks the lease and writes the outcome);
 //! 4. the tenant's offboarding advisory lock ([`jobs::lock_offboarding`],
 //!    also in [`jobs::wake_offboarding`]), then its offboarding job row.
 //!

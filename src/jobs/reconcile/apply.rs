@@ -1,6 +1,7 @@
 //! Recording one reconcile attempt's outcome: the environment row, its
 //! audit and webhook, and the job, in one transaction.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{EnvOutcome, Retry};
@@ -11,7 +12,7 @@ use crate::environments::{EnvironmentRecord, events};
 use crate::jobs::backoff;
 use crate::launchdarkly::Environment;
 use crate::store::environments;
-use crate::store::jobs::{self, Job};
+use crate::store::jobs::{self, Job, Settle};
 
 /// Records an attempt's outcome and concludes the job, in one transaction,
 /// unless this worker lost the job's lease (then the new holder decides).
@@ -23,16 +24,35 @@ pub(super) async fn apply(
 ) -> anyhow::Result<&'static str> {
     let tenant = &job.tenant_id;
     let now = state.now();
+    let worker = state.lifecycle.replica_id.as_str();
     let mut tx = state.db.begin().await?;
     // The lock order (`crate::store`): the environment row first, then its
-    // job row. The API's transactions take them in that order too.
+    // job row (`settle_held` checks the lease and locks the job in one
+    // statement). The API's transactions take them in that order too.
     let current = environments::get_for_update(&mut tx, tenant, seen.id).await?;
-    if !jobs::still_held(&mut tx, job.id, &state.lifecycle.replica_id).await? {
+    // A retry's due time and error, decided before the job row is written.
+    let retry = match &outcome {
+        EnvOutcome::Retry(retry) => Some(retry_at(state, job, retry, now)),
+        _ => None,
+    };
+    let settle = match (&current, &retry) {
+        (Some(current), _) if current.revision != seen.revision => Settle::Retry {
+            run_at: now,
+            error: None,
+            reset_attempts: true,
+        },
+        (Some(_), Some((run_at, error))) => Settle::Retry {
+            run_at: *run_at,
+            error: Some(error),
+            reset_attempts: false,
+        },
+        _ => Settle::Done,
+    };
+    if !jobs::settle_held(&mut *tx, job.id, worker, settle, now).await? {
         tracing::warn!(job_id = %job.id, "lost the job's lease before recording its outcome; another worker has it");
         return Ok("lost_lease");
     }
     let Some(current) = current else {
-        jobs::finish(&mut *tx, job.id, now).await?;
         tx.commit().await?;
         return Ok("done");
     };
@@ -42,7 +62,6 @@ pub(super) async fn apply(
         if let EnvOutcome::Ready { env, .. } = &outcome {
             record_created(state, &mut tx, &current, env).await?;
         }
-        jobs::retry(&mut *tx, job.id, now, None, true, now).await?;
         tx.commit().await?;
         return Ok("requeued");
     }
@@ -59,7 +78,6 @@ pub(super) async fn apply(
                 Some("environment.ready"),
             )
             .await?;
-            jobs::finish(&mut *tx, job.id, now).await?;
             tx.commit().await?;
             let waited = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
             state.metrics.observe(
@@ -86,7 +104,6 @@ pub(super) async fn apply(
                 Some("environment.failed"),
             )
             .await?;
-            jobs::finish(&mut *tx, job.id, now).await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::warn!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
@@ -107,7 +124,6 @@ pub(super) async fn apply(
                 Some("environment.failed"),
             )
             .await?;
-            jobs::finish(&mut *tx, job.id, now).await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::warn!(tenant_id = %tenant, environment_key = %record.environment_key, reason = %error, "delete refused");
@@ -125,56 +141,65 @@ pub(super) async fn apply(
                 Some("environment.deleted"),
             )
             .await?;
-            jobs::finish(&mut *tx, job.id, now).await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
             tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
                 environment_key = %record.environment_key, "environment deleted");
             "done"
         }
-        EnvOutcome::Retry(retry) => {
-            let (run_at, error) = match &retry {
-                // Due at the reset itself: the gate's budget, not a random
-                // delay, keeps the next window from being overrun, and every
-                // millisecond after the reset is a millisecond of the window
-                // lost (LaunchDarkly's window opens with its first request).
-                Retry::RateLimited { reset_at, .. } => (
-                    (*reset_at).max(now),
-                    "waiting for LaunchDarkly's rate limit to reset".to_owned(),
-                ),
-                Retry::Transient(e) => (
-                    now + backoff(&state.config.lifecycle, job.attempts),
-                    e.clone(),
-                ),
-                Retry::Waiting(e) => (
-                    now + backoff(&state.config.lifecycle, job.attempts.max(6)),
-                    e.clone(),
-                ),
-            };
+        EnvOutcome::Retry(why) => {
+            let (run_at, error) = retry.unwrap_or_else(|| retry_at(state, job, &why, now));
             environments::note_error(&mut *tx, tenant, current.id, &error, now).await?;
-            jobs::retry(&mut *tx, job.id, run_at, Some(&error), false, now).await?;
             tx.commit().await?;
             tracing::info!(tenant_id = %tenant, environment_key = %current.environment_key,
                 attempts = job.attempts, %run_at, error = %error, "will retry");
-            if let Retry::RateLimited { .. } = &retry {
-                wake_workers_at(state, run_at - now);
-            }
-            if let Retry::RateLimited {
+            let Retry::RateLimited {
                 reset_at,
-                account_id: Some(account),
-            } = &retry
-            {
-                // Hold back every queued job on this account, not just this
-                // one: they would only be refused too. A short spread keeps
-                // their order without leaving the window's start idle.
-                let spread = chrono::Duration::milliseconds(50);
-                jobs::hold_account(&state.db, account, *reset_at, spread).await?;
-                return Ok("rate_limited");
-            }
-            "retry"
+                account_id,
+            } = why
+            else {
+                return Ok("retry");
+            };
+            wake_workers_at(state, run_at - now);
+            let Some(account) = account_id else {
+                return Ok("retry");
+            };
+            // Hold back every queued job on this account, not just this one:
+            // they would only be refused too. A short spread keeps their order
+            // without leaving the window's start idle.
+            let spread = chrono::Duration::milliseconds(50);
+            jobs::hold_account(&state.db, &account, reset_at, spread).await?;
+            "rate_limited"
         }
     };
     Ok(label)
+}
+
+/// When a retried job falls due again, and the error the vendor sees meanwhile.
+fn retry_at(
+    state: &AppState,
+    job: &Job,
+    retry: &Retry,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, String) {
+    match retry {
+        // Due at the reset itself: the gate's budget, not a random delay,
+        // keeps the next window from being overrun, and every millisecond
+        // after the reset is a millisecond of the window lost (LaunchDarkly's
+        // window opens with its first request).
+        Retry::RateLimited { reset_at, .. } => (
+            (*reset_at).max(now),
+            "waiting for LaunchDarkly's rate limit to reset".to_owned(),
+        ),
+        Retry::Transient(e) => (
+            now + backoff(&state.config.lifecycle, job.attempts),
+            e.clone(),
+        ),
+        Retry::Waiting(e) => (
+            now + backoff(&state.config.lifecycle, job.attempts.max(6)),
+            e.clone(),
+        ),
+    }
 }
 
 /// Seals and stores what LaunchDarkly returned for a created environment.
