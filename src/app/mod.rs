@@ -18,6 +18,7 @@ use crate::launchdarkly::{LdClient, LdOAuth};
 use crate::metrics::Metrics;
 
 pub use locks::RefreshLocks;
+pub(crate) use runtime::{Change, Offer};
 pub use runtime::{FALLBACK_POLL, Runtime};
 
 /// Everything a handler or worker may need. Handlers take what they use.

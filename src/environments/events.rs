@@ -65,7 +65,7 @@ pub(crate) async fn announce(
             details,
         },
         notify::ENVIRONMENTS_CHANNEL,
-        &record.id.to_string(),
+        &notify::environment_notice(record),
     )
     .await?;
     Ok(())

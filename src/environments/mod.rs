@@ -14,7 +14,7 @@ mod view;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{AppState, Offer};
 use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
 use crate::naming;
@@ -91,7 +91,35 @@ pub struct Ensured {
     pub created: bool,
 }
 
-/// Inserts the next generation of `ephemeral_id` and queues its creation.
+/// Whether this call hands its job to the workers of this replica
+/// ([`hand_over`]) instead of waking the workers of every replica: the job
+/// is then claimed by id, with the row as committed, and no other replica is
+/// disturbed (a load balancer spreads the calls, and so the jobs, over the
+/// replicas). Only while fewer offers than workers wait here. The job is
+/// queued like any other, so if this replica dies first, another claims it
+/// at its next poll.
+fn offer_here(state: &AppState) -> bool {
+    let tuning = &state.config.lifecycle;
+    let workers = if tuning.run_workers {
+        state.config.workers
+    } else {
+        0
+    };
+    state.lifecycle.can_take_offer(workers)
+}
+
+/// After the commit: offers the queued job (if any) to this replica's workers.
+fn hand_over(state: &AppState, here: bool, job: Option<Uuid>, record: &EnvironmentRecord) {
+    if let (true, Some(job_id)) = (here, job) {
+        state.lifecycle.offer(Offer {
+            job_id,
+            record: record.clone(),
+        });
+    }
+}
+
+/// Inserts the next generation of `ephemeral_id` and queues its creation;
+/// returns it and its job's id (see `jobs::enqueue_reconcile`).
 async fn insert_generation(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -99,7 +127,8 @@ async fn insert_generation(
     ephemeral_id: &EphemeralId,
     settings: &TenantSettings,
     request: &EnvironmentRequest,
-) -> Result<EnvironmentRecord> {
+    wake_replicas: bool,
+) -> Result<(EnvironmentRecord, Option<Uuid>)> {
     let now = state.now();
     let generation = environments::max_generation(tx, tenant, ephemeral_id).await? + 1;
     let key = naming::environment_key(&settings.key_prefix, tenant, ephemeral_id, generation);
@@ -138,8 +167,8 @@ async fn insert_generation(
         now,
     )
     .await?;
-    jobs::enqueue_reconcile(tx, tenant, record.id, now).await?;
-    Ok(record)
+    let job = jobs::enqueue_reconcile(tx, tenant, record.id, now, wake_replicas).await?;
+    Ok((record, job))
 }
 
 /// Makes sure `ephemeral_id` has a LaunchDarkly environment. A repeat of the
@@ -169,8 +198,9 @@ pub async fn ensure_environment(
                 created: false,
             });
         }
+        let here = offer_here(state);
         let record = environments::rearm(&mut *tx, tenant, existing.id, state.now()).await?;
-        jobs::enqueue_reconcile(&mut tx, tenant, record.id, state.now()).await?;
+        let job = jobs::enqueue_reconcile(&mut tx, tenant, record.id, state.now(), !here).await?;
         events::announce(
             state,
             &mut tx,
@@ -182,14 +212,24 @@ pub async fn ensure_environment(
         )
         .await?;
         tx.commit().await?;
+        hand_over(state, here, job, &record);
         // This call's retry is what creates it.
         return Ok(Ensured {
             record,
             created: true,
         });
     }
-    let record =
-        insert_generation(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    let here = offer_here(state);
+    let (record, job) = insert_generation(
+        state,
+        &mut tx,
+        tenant,
+        ephemeral_id,
+        &settings,
+        &request,
+        !here,
+    )
+    .await?;
     events::announce(
         state,
         &mut tx,
@@ -207,6 +247,7 @@ pub async fn ensure_environment(
     )
     .await?;
     tx.commit().await?;
+    hand_over(state, here, job, &record);
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
     Ok(Ensured {
         record,
@@ -228,8 +269,9 @@ pub async fn request_delete(
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     let now = state.now();
     if let Some(present) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await? {
+        let here = offer_here(state);
         let record = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
-        jobs::enqueue_reconcile(&mut tx, tenant, record.id, now).await?;
+        let job = jobs::enqueue_reconcile(&mut tx, tenant, record.id, now, !here).await?;
         events::announce(
             state,
             &mut tx,
@@ -241,6 +283,7 @@ pub async fn request_delete(
         )
         .await?;
         tx.commit().await?;
+        hand_over(state, here, job, &record);
         return Ok(Some(record));
     }
     let Some(latest) = environments::current(&mut *tx, tenant, ephemeral_id).await? else {
@@ -251,7 +294,7 @@ pub async fn request_delete(
         // customer may have cleared the critical flag).
         EnvironmentStatus::Failed => {
             let record = environments::rearm(&mut *tx, tenant, latest.id, now).await?;
-            jobs::enqueue_reconcile(&mut tx, tenant, record.id, now).await?;
+            jobs::enqueue_reconcile(&mut tx, tenant, record.id, now, true).await?;
             events::announce(
                 state,
                 &mut tx,
@@ -291,9 +334,17 @@ pub async fn request_recreate(
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
     // Environment rows before job rows (the lock order in `crate::store`):
     // the new generation (and its new job) first, then the old one's job.
-    let record =
-        insert_generation(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
-    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now).await?;
+    let (record, _) = insert_generation(
+        state,
+        &mut tx,
+        tenant,
+        ephemeral_id,
+        &settings,
+        &request,
+        true,
+    )
+    .await?;
+    jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
     events::announce(
         state,
         &mut tx,

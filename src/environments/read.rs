@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::{EnvironmentError, EnvironmentRecord, Result};
-use crate::app::{AppState, FALLBACK_POLL};
+use crate::app::{AppState, Change, FALLBACK_POLL};
 use crate::crypto::SealedColumn;
 use crate::ids::{EphemeralId, TenantId};
 use crate::pagination;
@@ -115,6 +115,13 @@ pub fn environment_url(state: &AppState, record: &EnvironmentRecord) -> String {
 
 /// Waits (at most `timeout`) until the workers are done with this generation
 /// or the vendor changed their mind about it; returns it as it then is.
+///
+/// The row is read once at the start (a change committed before the watch
+/// was armed is in it), and again only when a change leaves no other way to
+/// know it: an outcome a worker in this process committed is handed over
+/// as it is, and a notification of the revision and status already known
+/// says nothing new. Without any notification it is read every
+/// [`FALLBACK_POLL`].
 pub async fn wait_until_settled(
     state: &AppState,
     record: EnvironmentRecord,
@@ -125,27 +132,47 @@ pub async fn wait_until_settled(
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let watch = state.lifecycle.watch(record.id);
-    loop {
-        // Armed before reading, so a change between the read and the wait
-        // still wakes us.
-        let notified = watch.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let current = environments::get(&state.db, &record.tenant_id, record.id)
+    let read = || async {
+        environments::get(&state.db, &record.tenant_id, record.id)
             .await?
-            .ok_or(EnvironmentError::Gone)?;
+            .ok_or(EnvironmentError::Gone)
+    };
+    // Taken before the read, so a change after the read counts as new.
+    let (mut seen, _) = watch.latest();
+    let mut current = read().await?;
+    loop {
         if current.is_settled()
             || current.desired != record.desired
             || tokio::time::Instant::now() >= deadline
         {
             return Ok(current);
         }
-        let nap = deadline
-            .saturating_duration_since(tokio::time::Instant::now())
-            .min(FALLBACK_POLL);
-        tokio::select! {
-            () = &mut notified => {}
-            () = tokio::time::sleep(nap) => {}
+        // Armed before looking at the latest change, so a change between
+        // the look and the wait still wakes us.
+        let notified = watch.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (sequence, change) = watch.latest();
+        if sequence == seen {
+            let nap = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(FALLBACK_POLL);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(nap) => current = read().await?,
+            }
+            continue;
         }
+        seen = sequence;
+        current = match change {
+            // Never step back to an older revision than one already read.
+            Change::Settled(row) if row.revision >= current.revision => *row,
+            Change::Notice(Some((revision, status)))
+                if revision == current.revision && status == current.status =>
+            {
+                current
+            }
+            _ => read().await?,
+        };
     }
 }

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::AppState;
 use crate::config::Tuning;
+use crate::store::environments::EnvironmentRow;
 use crate::store::jobs::{self, Job, JobKind};
 use crate::webhooks;
 
@@ -33,10 +34,15 @@ pub(crate) enum JobOutcome {
     RetryAt { at: DateTime<Utc>, error: String },
 }
 
-/// Runs one attempt of `job` with the handler of its kind.
-async fn handle(state: &AppState, job: &Job) -> anyhow::Result<&'static str> {
+/// Runs one attempt of `job` with the handler of its kind. `seen`: the
+/// environment's row as committed with the job, when the API offered it.
+async fn handle(
+    state: &AppState,
+    job: &Job,
+    seen: Option<EnvironmentRow>,
+) -> anyhow::Result<&'static str> {
     match job.kind {
-        JobKind::ReconcileEnvironment => reconcile::run(state, job).await,
+        JobKind::ReconcileEnvironment => reconcile::run(state, job, seen).await,
         JobKind::SweepTenant => sweeper::run(state, job).await,
         JobKind::OffboardTenant => offboard::run(state, job).await,
     }

@@ -27,7 +27,7 @@ pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static 
     let now = state.now();
     let mut tx = state.db.begin().await?;
     for record in environments::mark_all_absent(&mut tx, tenant, now).await? {
-        jobs::enqueue_reconcile(&mut tx, tenant, record.id, now).await?;
+        jobs::enqueue_reconcile(&mut tx, tenant, record.id, now, true).await?;
         events::announce(
             state,
             &mut tx,

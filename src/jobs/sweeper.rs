@@ -39,7 +39,7 @@ pub async fn expire_due(state: &AppState) -> anyhow::Result<usize> {
                 break;
             }
             for record in &rows {
-                jobs::enqueue_reconcile(&mut tx, &tenant, record.id, now).await?;
+                jobs::enqueue_reconcile(&mut tx, &tenant, record.id, now, true).await?;
                 events::announce(
                     state,
                     &mut tx,

@@ -12,8 +12,12 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::environments::events;
+use crate::store::environments::EnvironmentRow;
 use crate::store::jobs::{self, Job};
 use crate::store::{notify, outbox};
+
+/// Offered jobs a worker runs before it claims from the queue again.
+const OFFERS_IN_A_ROW: usize = 4;
 
 fn per_tenant(state: &AppState) -> i64 {
     let tuning = &state.config.lifecycle;
@@ -26,11 +30,12 @@ fn per_tenant(state: &AppState) -> i64 {
 }
 
 /// Runs one claimed job to its outcome, renewing the lease meanwhile.
-async fn process(state: &AppState, job: Job) {
+/// `seen`: its environment's row as the API committed it, when offered.
+async fn process(state: &AppState, job: Job, seen: Option<EnvironmentRow>) {
     let span = tracing::info_span!("job", job_id = %job.id, kind = job.kind.as_str(),
         tenant_id = %job.tenant_id, attempts = job.attempts);
     let beat = tokio::spawn(heartbeat(state.clone(), job.id));
-    let result = super::handle(state, &job).instrument(span).await;
+    let result = super::handle(state, &job, seen).instrument(span).await;
     beat.abort();
     let outcome = match result {
         Ok(label) => label,
@@ -72,17 +77,50 @@ async fn heartbeat(state: AppState, id: uuid::Uuid) {
     }
 }
 
+fn lease(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.config.lifecycle.lease)
+        .unwrap_or(chrono::Duration::seconds(60))
+}
+
 async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
-    let lease = chrono::Duration::from_std(state.config.lifecycle.lease)
-        .unwrap_or(chrono::Duration::seconds(60));
     jobs::claim(
         &state.db,
         &state.lifecycle.replica_id,
         state.now(),
-        lease,
+        lease(state),
         per_tenant(state),
     )
     .await
+}
+
+/// Runs the job this replica's API offered, if it can still be claimed;
+/// false when there was none to run.
+async fn run_offered(state: &AppState) -> bool {
+    let Some(offer) = state.lifecycle.take_offer() else {
+        return false;
+    };
+    let claimed = jobs::claim_offered(
+        &state.db,
+        offer.job_id,
+        &state.lifecycle.replica_id,
+        state.now(),
+        lease(state),
+        per_tenant(state),
+    )
+    .await;
+    match claimed {
+        Ok(Some(job)) => {
+            process(state, job, Some(offer.record)).await;
+            true
+        }
+        // Claimed elsewhere, or its tenant is at its limit: it waits in the
+        // queue for a claim like any other job.
+        Ok(None) => false,
+        Err(err) => {
+            tracing::error!(error = %err, "claiming an offered job failed");
+            false
+        }
+    }
 }
 
 /// Runs due jobs until none is left; returns how many ran. For tests and
@@ -90,7 +128,7 @@ async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
 pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
     let mut ran = 0;
     while let Some(job) = claim(state).await? {
-        process(state, job).await;
+        process(state, job, None).await;
         ran += 1;
     }
     Ok(ran)
@@ -98,12 +136,21 @@ pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
 
 pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
     let poll = state.config.lifecycle.poll_interval;
+    // Offers first, but never more than a few in a row: jobs that were not
+    // offered (a full offer queue, a tenant at its limit, another replica's
+    // API) get a claim between them.
+    let mut offered_in_a_row = 0;
     while !shutdown.is_cancelled() {
+        if offered_in_a_row < OFFERS_IN_A_ROW && run_offered(&state).await {
+            offered_in_a_row += 1;
+            continue;
+        }
+        offered_in_a_row = 0;
         match claim(&state).await {
             Ok(Some(job)) => {
                 // More may be due: let another idle worker look too.
                 state.lifecycle.jobs.notify_one();
-                process(&state, job).await;
+                process(&state, job, None).await;
             }
             Ok(None) => {
                 tokio::select! {
@@ -167,8 +214,8 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
                         }
                     }
                     Ok(n) => {
-                        if let Ok(id) = uuid::Uuid::parse_str(n.payload()) {
-                            state.lifecycle.environment_changed(id);
+                        if let Some((id, now)) = notify::parse_environment_notice(n.payload()) {
+                            state.lifecycle.environment_changed(id, now);
                         }
                     }
                     Err(err) => {

@@ -52,30 +52,38 @@ async fn notify_workers(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> 
 
 /// Queues reconciliation of an environment. If one is already open it is
 /// brought forward instead (a running one re-runs: its worker sees the
-/// environment's revision moved). Wakes the workers in the same statement.
+/// environment's revision moved). Unless the caller hands the job to a worker
+/// of its own (`wake_replicas` false), the same statement wakes the workers of
+/// every replica. Returns the job's id if it is queued (not running).
 pub async fn enqueue_reconcile(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     environment_id: Uuid,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "with queued as (
+    wake_replicas: bool,
+) -> sqlx::Result<Option<Uuid>> {
+    let row = sqlx::query!(
+        r#"with queued as (
              insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
              values ($1, $2, 'reconcile_environment', $3, 'queued', $4, $4, $4)
              on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
              do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at
+             returning id, state
+         ), woken as (
+             select pg_notify($5, '') where $6
          )
-         select pg_notify($5, '')",
+         select id as "id!", state = 'queued' as "queued!", (select count(*) from woken) as "woken!"
+           from queued"#,
         Uuid::new_v4(),
         tenant.as_str(),
         environment_id,
         now as DateTime<Utc>,
         JOBS_CHANNEL,
+        wake_replicas,
     )
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    Ok(row.queued.then_some(row.id))
 }
 
 /// Queues a tenant-wide job unless one of that kind is already open.
@@ -188,6 +196,44 @@ pub async fn claim(
          returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
                    jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
                    jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
+        now as DateTime<Utc>,
+        worker,
+        (now + lease) as DateTime<Utc>,
+        per_tenant,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Claims one job by id, as [`claim`] would: only if it is still queued and
+/// due, not locked by another claim, and its tenant holds fewer than
+/// `per_tenant` running jobs. For a job this replica's API offered its own
+/// workers; `None` when someone else took it or it must wait its turn.
+pub async fn claim_offered(
+    db: &PgPool,
+    id: Uuid,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    per_tenant: i64,
+) -> sqlx::Result<Option<Job>> {
+    sqlx::query_as!(
+        Job,
+        r#"with next as (
+             select j.id from jobs j
+              where j.id = $1 and j.state = 'queued' and j.run_at <= $2
+                and (select count(*) from jobs r
+                      where r.tenant_id = j.tenant_id and r.state = 'running' and r.locked_until > $2) < $5
+              for update skip locked
+         )
+         update jobs set state = 'running', locked_by = $3, locked_until = $4,
+                         attempts = jobs.attempts + 1, updated_at = $2
+           from next
+          where jobs.id = next.id
+         returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
+                   jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
+                   jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
+        id,
         now as DateTime<Utc>,
         worker,
         (now + lease) as DateTime<Utc>,

@@ -5,6 +5,8 @@
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::environments::{EnvironmentRow, Status};
+
 /// Wakes idle workers in every replica when a job is queued.
 pub const JOBS_CHANNEL: &str = "ld_eaas_jobs";
 /// Wakes the webhook senders when an event is written.
@@ -24,7 +26,26 @@ pub async fn send<'e>(db: impl PgExecutor<'e>, channel: &str, payload: &str) -> 
     Ok(())
 }
 
-/// Wakes whoever waits for environment `id` (the payload is its id).
+/// The payload announcing an environment's change on [`ENVIRONMENTS_CHANNEL`]:
+/// `<id> <revision> <status>`, so a waiter that already knows that revision
+/// and status need not read the row.
+pub fn environment_notice(row: &EnvironmentRow) -> String {
+    format!("{} {} {}", row.id, row.revision, row.status.as_str())
+}
+
+/// Reads a payload on [`ENVIRONMENTS_CHANNEL`]: the environment's id, and
+/// its revision and status when the payload says them.
+pub fn parse_environment_notice(payload: &str) -> Option<(Uuid, Option<(i32, Status)>)> {
+    let mut parts = payload.split(' ');
+    let id = Uuid::parse_str(parts.next()?).ok()?;
+    let now = match (parts.next(), parts.next(), parts.next()) {
+        (Some(revision), Some(status), None) => revision.parse().ok().zip(Status::parse(status)),
+        _ => None,
+    };
+    Some((id, now))
+}
+
+/// Wakes whoever waits for environment `id` (the payload is only its id).
 pub async fn environment_changed<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
     send(db, ENVIRONMENTS_CHANNEL, &id.to_string()).await
 }

@@ -79,6 +79,7 @@ pub(super) async fn apply(
             )
             .await?;
             tx.commit().await?;
+            state.lifecycle.environment_settled(&record);
             let waited = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
             state.metrics.observe(
                 "ld_eaas_environment_time_to_ready_seconds",
@@ -106,6 +107,7 @@ pub(super) async fn apply(
             .await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
+            state.lifecycle.environment_settled(&record);
             tracing::warn!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
                 environment_key = %record.environment_key, error = %error, "environment failed");
             "failed"
@@ -126,6 +128,7 @@ pub(super) async fn apply(
             .await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
+            state.lifecycle.environment_settled(&record);
             tracing::warn!(tenant_id = %tenant, environment_key = %record.environment_key, reason = %error, "delete refused");
             "refused"
         }
@@ -143,6 +146,7 @@ pub(super) async fn apply(
             .await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
+            state.lifecycle.environment_settled(&record);
             tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
                 environment_key = %record.environment_key, "environment deleted");
             "done"

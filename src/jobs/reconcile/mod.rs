@@ -262,13 +262,24 @@ async fn protected(
     protection_reason(existing, &sources)
 }
 
-/// One attempt at a reconcile job, and its outcome recorded.
-pub(crate) async fn run(state: &AppState, job: &Job) -> anyhow::Result<&'static str> {
+/// One attempt at a reconcile job, and its outcome recorded. `seen`: the
+/// environment's row as the API committed it with the job (offered jobs);
+/// otherwise it is read. A row that changed since is caught when the outcome
+/// is recorded (`apply` compares revisions under the row's lock).
+pub(crate) async fn run(
+    state: &AppState,
+    job: &Job,
+    seen: Option<EnvironmentRecord>,
+) -> anyhow::Result<&'static str> {
     let tenant = &job.tenant_id;
     let Some(env_id) = job.environment_id else {
         return conclude(state, job, JobOutcome::Done).await;
     };
-    let Some(env) = environments::get(&state.db, tenant, env_id).await? else {
+    let env = match seen.filter(|row| row.id == env_id && &row.tenant_id == tenant) {
+        Some(row) => Some(row),
+        None => environments::get(&state.db, tenant, env_id).await?,
+    };
+    let Some(env) = env else {
         return conclude(state, job, JobOutcome::Done).await;
     };
     if env.is_settled() {

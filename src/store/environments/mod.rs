@@ -77,6 +77,19 @@ impl Status {
             Self::Failed => "failed",
         }
     }
+
+    /// The inverse of [`Status::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Ready,
+            Self::Deleting,
+            Self::Deleted,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
 }
 
 /// Which of a request's choices made a generation fail (the API's code).
