@@ -189,3 +189,104 @@ impl Runtime {
         locked(&self.offers).pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::{EphemeralId, TenantId};
+    use crate::store::environments::Desired;
+
+    fn row(id: Uuid, revision: i32, status: Status) -> EnvironmentRow {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        EnvironmentRow {
+            id,
+            seq: 1,
+            tenant_id: TenantId::parse("acme").unwrap(),
+            ephemeral_id: EphemeralId::parse("pr-1").unwrap(),
+            generation: 1,
+            revision,
+            desired: Desired::Present,
+            status,
+            request: json!({}),
+            project_key: "demo".into(),
+            environment_key: "eph-pr-1".into(),
+            environment_name: "pr-1".into(),
+            source_environment_key: "staging".into(),
+            color: "ffffff".into(),
+            tags: vec![],
+            flags: json!({}),
+            client_side_id: None,
+            sdk_key: None,
+            mobile_key: None,
+            expires_at: None,
+            last_error: None,
+            refused: false,
+            failure_code: None,
+            ready_at: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn a_watch_counts_every_change_and_keeps_the_latest() {
+        let runtime = Runtime::new();
+        let id = Uuid::new_v4();
+        let watch = runtime.watch(id);
+        assert!(matches!(watch.latest(), (0, Change::None)));
+        runtime.environment_changed(id, Some((1, Status::Pending)));
+        assert!(matches!(
+            watch.latest(),
+            (1, Change::Notice(Some((1, Status::Pending))))
+        ));
+        runtime.environment_settled(&row(id, 1, Status::Ready));
+        let (sequence, change) = watch.latest();
+        assert_eq!(sequence, 2);
+        assert!(matches!(change, Change::Settled(r) if r.status == Status::Ready));
+        // Another environment's change is not this watch's.
+        runtime.environment_changed(Uuid::new_v4(), None);
+        assert_eq!(watch.latest().0, 2);
+    }
+
+    #[test]
+    fn the_notice_of_an_outcome_already_handed_over_keeps_the_record() {
+        let runtime = Runtime::new();
+        let id = Uuid::new_v4();
+        let watch = runtime.watch(id);
+        runtime.environment_settled(&row(id, 1, Status::Ready));
+        // The worker's own commit, arriving through the listener afterwards.
+        runtime.environment_changed(id, Some((1, Status::Ready)));
+        assert!(matches!(watch.latest(), (1, Change::Settled(_))));
+        // A later change (a DELETE: revision 2) replaces it.
+        runtime.environment_changed(id, Some((2, Status::Deleting)));
+        assert!(matches!(
+            watch.latest(),
+            (2, Change::Notice(Some((2, Status::Deleting))))
+        ));
+        // So does a wake-up that says nothing (the listener reconnected).
+        runtime.wake_all_waiters();
+        assert!(matches!(watch.latest(), (3, Change::Notice(None))));
+    }
+
+    #[test]
+    fn offers_are_taken_oldest_first_and_only_while_fewer_than_the_workers_wait() {
+        let runtime = Runtime::new();
+        assert!(!runtime.can_take_offer(0), "no workers here: no offers");
+        assert!(runtime.can_take_offer(2));
+        let first = Uuid::new_v4();
+        for job_id in [first, Uuid::new_v4()] {
+            runtime.offer(Offer {
+                job_id,
+                record: row(Uuid::new_v4(), 1, Status::Pending),
+            });
+        }
+        assert!(!runtime.can_take_offer(2));
+        assert_eq!(runtime.take_offer().map(|o| o.job_id), Some(first));
+        assert!(runtime.can_take_offer(2));
+        assert!(runtime.take_offer().is_some());
+        assert!(runtime.take_offer().is_none());
+    }
+}

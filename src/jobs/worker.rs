@@ -93,6 +93,16 @@ async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
     .await
 }
 
+/// Counts a claimed job by how it was found: offered by this replica's API,
+/// or claimed from the queue.
+fn count_claim(state: &AppState, how: &'static str) {
+    state.metrics.inc(
+        "ld_eaas_jobs_claimed_total",
+        "Jobs claimed by this replica's workers, by how they were found",
+        &[("how", how)],
+    );
+}
+
 /// Runs the job this replica's API offered, if it can still be claimed;
 /// false when there was none to run.
 async fn run_offered(state: &AppState) -> bool {
@@ -110,6 +120,7 @@ async fn run_offered(state: &AppState) -> bool {
     .await;
     match claimed {
         Ok(Some(job)) => {
+            count_claim(state, "offered");
             process(state, job, Some(offer.record)).await;
             true
         }
@@ -148,6 +159,7 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
         offered_in_a_row = 0;
         match claim(&state).await {
             Ok(Some(job)) => {
+                count_claim(&state, "queue");
                 // More may be due: let another idle worker look too.
                 state.lifecycle.jobs.notify_one();
                 process(&state, job, None).await;

@@ -49,3 +49,32 @@ pub fn parse_environment_notice(payload: &str) -> Option<(Uuid, Option<(i32, Sta
 pub async fn environment_changed<'e>(db: impl PgExecutor<'e>, id: Uuid) -> sqlx::Result<()> {
     send(db, ENVIRONMENTS_CHANNEL, &id.to_string()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_notice_names_the_id_and_when_it_says_so_the_revision_and_status() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse_environment_notice(&format!("{id} 3 ready")),
+            Some((id, Some((3, Status::Ready))))
+        );
+        // Only the id (a recreate's old generation): a waiter must read.
+        assert_eq!(parse_environment_notice(&id.to_string()), Some((id, None)));
+        for unclear in [
+            format!("{id} 3"),
+            format!("{id} x ready"),
+            format!("{id} 3 sleeping"),
+            format!("{id} 3 ready extra"),
+        ] {
+            assert_eq!(
+                parse_environment_notice(&unclear),
+                Some((id, None)),
+                "{unclear}"
+            );
+        }
+        assert_eq!(parse_environment_notice("not-a-uuid 1 ready"), None);
+    }
+}

@@ -7,6 +7,7 @@ mod api;
 mod choices;
 mod convergence;
 mod locks;
+mod queue;
 mod safety;
 mod settings;
 pub(crate) mod time;

@@ -1,0 +1,207 @@
+//! The job queue's claims against a real Postgres: the per-tenant limit,
+//! leases that ran out, jobs the API offers its own replica's workers, and
+//! the API's wait taking a worker's outcome.
+
+use chrono::Duration as ChronoDuration;
+use ld_eaas::store::jobs::{self, Job};
+use uuid::Uuid;
+
+use super::*;
+
+const LEASE: ChronoDuration = ChronoDuration::seconds(60);
+
+/// Queues one create job per ephemeral id for `tenant` (workers off).
+async fn queue(app: &TestApp, tenant: &str, ids: &[&str]) -> Vec<Uuid> {
+    let mut jobs = Vec::new();
+    for id in ids {
+        let (status, body) = put_env(app, tenant, id, "?wait=0", None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let env: Uuid = body["id"].as_str().unwrap().parse().unwrap();
+        let job: Uuid = sqlx::query_scalar("select id from jobs where environment_id = $1")
+            .bind(env)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// Marks a job running under another worker's lease, ending at `until`.
+async fn hold(app: &TestApp, job: Uuid, until: chrono::DateTime<chrono::Utc>) {
+    sqlx::query("update jobs set state = 'running', locked_by = 'elsewhere', locked_until = $2 where id = $1")
+        .bind(job)
+        .bind(until)
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+async fn set_run_at(app: &TestApp, job: Uuid, at: chrono::DateTime<chrono::Utc>) {
+    sqlx::query("update jobs set run_at = $2 where id = $1")
+        .bind(job)
+        .bind(at)
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+async fn claim(app: &TestApp, per_tenant: i64) -> Option<Job> {
+    jobs::claim(&app.db, "here", app.now(), LEASE, per_tenant)
+        .await
+        .unwrap()
+}
+
+async fn two_tenants(sim: &Simulator) -> TestApp {
+    let app = spawn(sim, false).await;
+    ready_tenant(&app, "heavy").await;
+    ready_tenant(&app, "light").await;
+    app
+}
+
+#[tokio::test]
+async fn a_claim_passes_over_a_tenant_at_its_limit_however_old_its_backlog() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let heavy = queue(&app, "heavy", &["h1", "h2", "h3", "h4", "h5"]).await;
+    let light = queue(&app, "light", &["l1"]).await;
+    let now = app.now();
+    hold(&app, heavy[0], now + LEASE).await;
+    hold(&app, heavy[1], now + LEASE).await;
+    for (i, job) in heavy[2..].iter().enumerate() {
+        set_run_at(&app, *job, now - ChronoDuration::minutes(10 - i as i64)).await;
+    }
+
+    // Heavy holds 2 running: at a limit of 2 its older jobs wait and light's goes.
+    let claimed = claim(&app, 2).await.expect("light's job is due");
+    assert_eq!(claimed.id, light[0]);
+    assert_eq!(claimed.tenant_id.as_str(), "light");
+    assert_eq!(claimed.locked_by.as_deref(), Some("here"));
+    assert_eq!(claimed.attempts, 1);
+    assert!(claim(&app, 2).await.is_none(), "heavy is at its limit");
+
+    // Below its limit, heavy's oldest due job goes first.
+    let claimed = claim(&app, 3).await.expect("heavy may run another");
+    assert_eq!(claimed.id, heavy[2]);
+    assert!(claim(&app, 3).await.is_none(), "heavy is at 3 now");
+}
+
+#[tokio::test]
+async fn a_job_whose_lease_ran_out_is_claimed_before_any_queued_one() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let heavy = queue(&app, "heavy", &["h1", "h2"]).await;
+    let now = app.now();
+    set_run_at(&app, heavy[1], now - ChronoDuration::hours(1)).await;
+    // A worker elsewhere died holding h1: its lease ran out a second ago.
+    hold(&app, heavy[0], now - ChronoDuration::seconds(1)).await;
+
+    let claimed = claim(&app, 4).await.expect("two jobs can be claimed");
+    assert_eq!(claimed.id, heavy[0], "the lapsed lease first");
+    assert_eq!(claimed.locked_by.as_deref(), Some("here"));
+    assert_eq!(claimed.locked_until, Some(now + LEASE));
+    assert_eq!(claim(&app, 4).await.map(|j| j.id), Some(heavy[1]));
+}
+
+#[tokio::test]
+async fn an_offered_job_is_claimed_by_id_only_while_queued_due_and_its_tenant_below_its_limit() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let heavy = queue(&app, "heavy", &["h1", "h2", "h3"]).await;
+    let now = app.now();
+    let offered = |id: Uuid, per_tenant: i64| {
+        let db = app.db.clone();
+        async move {
+            jobs::claim_offered(&db, id, "here", now, LEASE, per_tenant)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Not due yet: it waits for its time.
+    set_run_at(&app, heavy[0], now + ChronoDuration::seconds(30)).await;
+    assert!(offered(heavy[0], 4).await.is_none());
+    set_run_at(&app, heavy[0], now).await;
+
+    // Heavy holds one running: at a limit of 1 the offer is left to the queue.
+    hold(&app, heavy[1], now + LEASE).await;
+    assert!(offered(heavy[0], 1).await.is_none());
+    let state: String = sqlx::query_scalar("select state from jobs where id = $1")
+        .bind(heavy[0])
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(state, "queued", "a refused offer changes nothing");
+
+    let job = offered(heavy[0], 2).await.expect("below the limit");
+    assert_eq!(job.id, heavy[0]);
+    assert_eq!(job.locked_by.as_deref(), Some("here"));
+    assert_eq!(job.attempts, 1);
+    // Claimed once: a second claim of the same offer (another worker, or a
+    // replica that took it from the queue) gets nothing.
+    assert!(offered(heavy[0], 4).await.is_none());
+    assert!(offered(heavy[1], 4).await.is_none(), "running elsewhere");
+}
+
+async fn claimed_by(app: &TestApp, how: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = format!(r#"ld_eaas_jobs_claimed_total{{how="{how}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_api_offers_its_jobs_to_its_own_workers_and_waits_end_with_their_outcome() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    for i in 0..3 {
+        let (status, body) = put_env(&app, "acme", &format!("pr-{i}"), "?wait=10", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "ready", "{body}");
+        let key = body["launchdarkly"]["environment_key"].as_str().unwrap();
+        let upstream = sim
+            .environment(DEMO_ACCOUNT, "demo", key)
+            .expect("created upstream");
+        assert_eq!(
+            body["launchdarkly"]["sdk_key"],
+            upstream.api_key.as_str(),
+            "{body}"
+        );
+        let (status, body) = delete_env(&app, "acme", &format!("pr-{i}"), "?wait=10").await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    assert_eq!(
+        demo_envs(&sim).len(),
+        0,
+        "every environment made was deleted"
+    );
+    // Six jobs, each claimed once; idle workers take what the API offers.
+    let (offered, queued) = (
+        claimed_by(&app, "offered").await,
+        claimed_by(&app, "queue").await,
+    );
+    assert_eq!(
+        offered + queued,
+        6,
+        "offered {offered}, from the queue {queued}"
+    );
+    assert!(
+        offered >= 1,
+        "no job was offered: offered {offered}, from the queue {queued}"
+    );
+    let open: i64 = sqlx::query_scalar("select count(*) from jobs where state <> 'done'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+}
