@@ -16,12 +16,15 @@ async fn queue(app: &TestApp, tenant: &str, ids: &[&str]) -> Vec<Uuid> {
     for id in ids {
         let (status, body) = put_env(app, tenant, id, "?wait=0", None).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        let env: Uuid = body["id"].as_str().unwrap().parse().unwrap();
-        let job: Uuid = sqlx::query_scalar("select id from jobs where environment_id = $1")
-            .bind(env)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+        let job: Uuid = sqlx::query_scalar(
+            "select j.id from jobs j join environments e on e.id = j.environment_id
+              where e.tenant_id = $1 and e.ephemeral_id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
         jobs.push(job);
     }
     jobs
