@@ -4,8 +4,8 @@
 //! jobs its API hands straight to its idle workers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -23,6 +23,43 @@ pub const FALLBACK_POLL: Duration = Duration::from_secs(2);
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long the latest change of an environment nobody watches is kept.
+pub(crate) const WATCH_RETAINED: Duration = Duration::from_secs(10);
+
+/// Past this many watches (or twice as many as the last pruning kept),
+/// those nobody holds and unchanged for [`WATCH_RETAINED`] are dropped.
+const PRUNE_PAST: usize = 1024;
+
+/// A watch, kept a while after its last change.
+#[derive(Debug)]
+struct Retained {
+    watch: Arc<Watch>,
+    touched: Instant,
+}
+
+/// The watches by environment id.
+#[derive(Debug, Default)]
+struct Watches {
+    by_id: HashMap<Uuid, Retained>,
+    /// Prune when there are more than this many.
+    prune_past: usize,
+}
+
+impl Watches {
+    fn entry(&mut self, id: Uuid) -> &mut Retained {
+        if self.by_id.len() > self.prune_past.max(PRUNE_PAST) {
+            self.by_id.retain(|_, r| {
+                Arc::strong_count(&r.watch) > 1 || r.touched.elapsed() < WATCH_RETAINED
+            });
+            self.prune_past = self.by_id.len() * 2;
+        }
+        self.by_id.entry(id).or_insert_with(|| Retained {
+            watch: Arc::default(),
+            touched: Instant::now(),
+        })
+    }
 }
 
 /// What is known of an environment's latest change, for the calls waiting
@@ -90,7 +127,7 @@ pub struct Runtime {
     pub(crate) replica_id: String,
     pub(crate) jobs: Notify,
     pub(crate) outbox: Notify,
-    waiters: Mutex<HashMap<Uuid, Weak<Watch>>>,
+    waiters: Mutex<Watches>,
     /// API keys this replica checked recently; revocations evict them.
     pub api_keys: KeyCache,
     offers: Mutex<VecDeque<Offer>>,
@@ -108,7 +145,7 @@ impl Runtime {
             replica_id: format!("replica-{}", Uuid::new_v4().simple()),
             jobs: Notify::new(),
             outbox: Notify::new(),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(Watches::default()),
             api_keys: KeyCache::default(),
             offers: Mutex::new(VecDeque::new()),
         }
@@ -119,44 +156,38 @@ impl Runtime {
     }
 
     /// A handle woken whenever environment `id` changes (in any replica).
+    /// Its [`Watch::latest`] already holds what arrived in the last
+    /// [`WATCH_RETAINED`], so a call that just committed a change and then
+    /// watches misses nothing: notifications arrive in commit order, so if
+    /// its own has not arrived, no later one has either.
     pub(crate) fn watch(&self, id: Uuid) -> Arc<Watch> {
-        let mut waiters = locked(&self.waiters);
-        if let Some(existing) = waiters.get(&id).and_then(Weak::upgrade) {
-            return existing;
-        }
-        if waiters.len() > 256 {
-            waiters.retain(|_, w| w.strong_count() > 0);
-        }
-        let watch = Arc::new(Watch::default());
-        waiters.insert(id, Arc::downgrade(&watch));
-        watch
+        locked(&self.waiters).entry(id).watch.clone()
     }
 
     /// Wakes every waiting call: notifications may have been missed (the
     /// listener has just (re)connected), so each reads its environment again.
     pub(crate) fn wake_all_waiters(&self) {
-        let mut waiters = locked(&self.waiters);
-        waiters.retain(|_, waiter| match waiter.upgrade() {
-            Some(watch) => {
-                watch.record(Change::Notice(None));
-                true
-            }
-            None => false,
-        });
+        let waiters = locked(&self.waiters);
+        for retained in waiters.by_id.values() {
+            retained.watch.record(Change::Notice(None));
+        }
     }
 
     fn changed(&self, id: Uuid, change: Change) {
         let mut waiters = locked(&self.waiters);
-        match waiters.get(&id).map(Weak::upgrade) {
-            Some(Some(watch)) => {
-                drop(waiters);
-                watch.record(change);
+        let retained = waiters.entry(id);
+        retained.touched = Instant::now();
+        let watch = retained.watch.clone();
+        drop(waiters);
+        // Nobody waits for it (the map holds one handle, this one another):
+        // keep only what the row says, not the row.
+        let change = match change {
+            Change::Settled(row) if Arc::strong_count(&watch) <= 2 => {
+                Change::Notice(Some((row.revision, row.status)))
             }
-            Some(None) => {
-                waiters.remove(&id);
-            }
-            None => {}
-        }
+            other => other,
+        };
+        watch.record(change);
     }
 
     /// A notification said environment `id` changed (to this revision and
@@ -269,6 +300,25 @@ mod tests {
         // So does a wake-up that says nothing (the listener reconnected).
         runtime.wake_all_waiters();
         assert!(matches!(watch.latest(), (3, Change::Notice(None))));
+    }
+
+    #[test]
+    fn a_change_that_arrived_before_anyone_watched_is_in_the_watch_made_after() {
+        let runtime = Runtime::new();
+        let id = Uuid::new_v4();
+        // The API's own commit, and then a worker's outcome, arrive before
+        // the API call watches: both are kept, the row only as a notice
+        // (nobody was waiting for it).
+        runtime.environment_changed(id, Some((1, Status::Pending)));
+        runtime.environment_settled(&row(id, 1, Status::Ready));
+        let watch = runtime.watch(id);
+        assert!(matches!(
+            watch.latest(),
+            (2, Change::Notice(Some((1, Status::Ready))))
+        ));
+        // While someone watches, a worker's row is handed over whole.
+        runtime.environment_settled(&row(id, 2, Status::Deleted));
+        assert!(matches!(watch.latest(), (3, Change::Settled(r)) if r.status == Status::Deleted));
     }
 
     #[test]

@@ -116,12 +116,13 @@ pub fn environment_url(state: &AppState, record: &EnvironmentRecord) -> String {
 /// Waits (at most `timeout`) until the workers are done with this generation
 /// or the vendor changed their mind about it; returns it as it then is.
 ///
-/// The row is read once at the start (a change committed before the watch
-/// was armed is in it), and again only when a change leaves no other way to
-/// know it: an outcome a worker in this process committed is handed over
-/// as it is, and a notification of the revision and status already known
-/// says nothing new. Without any notification it is read every
-/// [`FALLBACK_POLL`].
+/// `record` must be the row as the caller's transaction left it (committed
+/// or read), just now. The row is read again only when a change leaves no
+/// other way to know it: an outcome a worker in this process committed is
+/// handed over as it is, and a notification of the revision and status
+/// already known says nothing new. Changes that arrived before the watch was
+/// made are in it ([`crate::app::Runtime::watch`]). Without any
+/// notification the row is read every [`FALLBACK_POLL`].
 pub async fn wait_until_settled(
     state: &AppState,
     record: EnvironmentRecord,
@@ -137,9 +138,11 @@ pub async fn wait_until_settled(
             .await?
             .ok_or(EnvironmentError::Gone)
     };
-    // Taken before the read, so a change after the read counts as new.
-    let (mut seen, _) = watch.latest();
-    let mut current = read().await?;
+    let (mut seen, change) = watch.latest();
+    let mut current = record.clone();
+    if seen > 0 {
+        current = take(change, current, read).await?;
+    }
     loop {
         if current.is_settled()
             || current.desired != record.desired
@@ -164,15 +167,29 @@ pub async fn wait_until_settled(
             continue;
         }
         seen = sequence;
-        current = match change {
-            // Never step back to an older revision than one already read.
-            Change::Settled(row) if row.revision >= current.revision => *row,
-            Change::Notice(Some((revision, status)))
-                if revision == current.revision && status == current.status =>
-            {
-                current
-            }
-            _ => read().await?,
-        };
+        current = take(change, current, read).await?;
+    }
+}
+
+/// The row after `change`, from what `change` says if it says enough, else
+/// read.
+async fn take<F, Fut>(
+    change: Change,
+    current: EnvironmentRecord,
+    read: F,
+) -> Result<EnvironmentRecord>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<EnvironmentRecord>>,
+{
+    match change {
+        // Never step back to an older revision than one already known.
+        Change::Settled(row) if row.revision >= current.revision => Ok(*row),
+        Change::Notice(Some((revision, status)))
+            if revision == current.revision && status == current.status =>
+        {
+            Ok(current)
+        }
+        _ => read().await,
     }
 }
