@@ -223,6 +223,7 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use chrono::{TimeZone, Utc};
     use serde_json::json;
 
