@@ -97,12 +97,16 @@ impl Watch {
 
     fn record(&self, change: Change) {
         let mut latest = locked(&self.latest);
-        // A notification of the very outcome a worker here already handed
-        // over says nothing new: keep the record.
+        // A notification of the outcome a worker here already handed over,
+        // or of an earlier state (the API's own commit, whose notification
+        // can arrive after the worker's hand-over), says nothing new: keep
+        // the record. Within a revision the outcome is the last state.
         if let (Change::Notice(Some((revision, status))), Change::Settled(row)) =
             (&change, &latest.1)
         {
-            if row.revision == *revision && row.status == *status {
+            if *revision < row.revision
+                || (*revision == row.revision && (*status == row.status || !status.is_final()))
+            {
                 return;
             }
         }
@@ -289,8 +293,10 @@ mod tests {
         let id = Uuid::new_v4();
         let watch = runtime.watch(id);
         runtime.environment_settled(&row(id, 1, Status::Ready));
-        // The worker's own commit, arriving through the listener afterwards.
+        // The worker's own commit, arriving through the listener afterwards,
+        // and the API's commit before it (notifications can lag): nothing new.
         runtime.environment_changed(id, Some((1, Status::Ready)));
+        runtime.environment_changed(id, Some((1, Status::Pending)));
         assert!(matches!(watch.latest(), (1, Change::Settled(_))));
         // A later change (a DELETE: revision 2) replaces it.
         runtime.environment_changed(id, Some((2, Status::Deleting)));

@@ -78,6 +78,11 @@ impl Status {
         }
     }
 
+    /// The workers are done with the generation's revision in this status.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Ready | Self::Deleted | Self::Failed)
+    }
+
     /// The inverse of [`Status::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         [
