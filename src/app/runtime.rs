@@ -4,6 +4,7 @@
 //! jobs its API hands straight to its idle workers.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,8 @@ pub struct Runtime {
     /// API keys this replica checked recently; revocations evict them.
     pub api_keys: KeyCache,
     offers: Mutex<VecDeque<Offer>>,
+    /// Workers waiting for work.
+    idle: AtomicUsize,
 }
 
 impl Default for Runtime {
@@ -152,6 +155,7 @@ impl Runtime {
             waiters: Mutex::new(Watches::default()),
             api_keys: KeyCache::default(),
             offers: Mutex::new(VecDeque::new()),
+            idle: AtomicUsize::new(0),
         }
     }
 
@@ -206,11 +210,11 @@ impl Runtime {
         self.changed(row.id, Change::Settled(Box::new(row.clone())));
     }
 
-    /// Whether this replica's workers can take another offer: fewer than
-    /// `workers` are waiting to be taken. Past that the job is left to the
-    /// queue and every replica's workers are woken for it.
-    pub(crate) fn can_take_offer(&self, workers: usize) -> bool {
-        workers > 0 && locked(&self.offers).len() < workers
+    /// Whether a worker here is idle and not yet promised an offer: only
+    /// then is a job offered. Under load every job goes through the queue,
+    /// oldest first, so no job waits behind newer offered ones.
+    pub(crate) fn can_take_offer(&self) -> bool {
+        self.idle.load(Ordering::Acquire) > locked(&self.offers).len()
     }
 
     /// Hands a queued job to this replica's workers.
@@ -222,6 +226,21 @@ impl Runtime {
     /// The oldest offer, if any.
     pub(crate) fn take_offer(&self) -> Option<Offer> {
         locked(&self.offers).pop_front()
+    }
+
+    /// Counts a worker as idle until the guard is dropped.
+    pub(crate) fn idle_worker(&self) -> IdleWorker<'_> {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        IdleWorker(self)
+    }
+}
+
+/// A worker waiting for work (see [`Runtime::idle_worker`]).
+pub(crate) struct IdleWorker<'a>(&'a Runtime);
+
+impl Drop for IdleWorker<'_> {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -329,10 +348,11 @@ mod tests {
     }
 
     #[test]
-    fn offers_are_taken_oldest_first_and_only_while_fewer_than_the_workers_wait() {
+    fn offers_are_taken_oldest_first_and_only_while_a_worker_is_idle_for_each() {
         let runtime = Runtime::new();
-        assert!(!runtime.can_take_offer(0), "no workers here: no offers");
-        assert!(runtime.can_take_offer(2));
+        assert!(!runtime.can_take_offer(), "no idle worker: no offers");
+        let (_a, _b) = (runtime.idle_worker(), runtime.idle_worker());
+        assert!(runtime.can_take_offer());
         let first = Uuid::new_v4();
         for job_id in [first, Uuid::new_v4()] {
             runtime.offer(Offer {
@@ -340,9 +360,9 @@ mod tests {
                 record: row(Uuid::new_v4(), 1, Status::Pending),
             });
         }
-        assert!(!runtime.can_take_offer(2));
+        assert!(!runtime.can_take_offer(), "both idle workers are promised");
         assert_eq!(runtime.take_offer().map(|o| o.job_id), Some(first));
-        assert!(runtime.can_take_offer(2));
+        assert!(runtime.can_take_offer());
         assert!(runtime.take_offer().is_some());
         assert!(runtime.take_offer().is_none());
     }

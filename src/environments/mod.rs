@@ -91,21 +91,15 @@ pub struct Ensured {
     pub created: bool,
 }
 
-/// Whether this call hands its job to the workers of this replica
+/// Whether this call hands its job to an idle worker of this replica
 /// ([`hand_over`]) instead of waking the workers of every replica: the job
 /// is then claimed by id, with the row as committed, and no other replica is
-/// disturbed (a load balancer spreads the calls, and so the jobs, over the
-/// replicas). Only while fewer offers than workers wait here. The job is
-/// queued like any other, so if this replica dies first, another claims it
-/// at its next poll.
+/// disturbed. Only while a worker here waits for work and is not yet
+/// promised another offer, so under load every job is claimed from the
+/// queue, oldest first. The job is queued like any other, so if this replica
+/// dies first, another claims it at its next poll.
 fn offer_here(state: &AppState) -> bool {
-    let tuning = &state.config.lifecycle;
-    let workers = if tuning.run_workers {
-        state.config.workers
-    } else {
-        0
-    };
-    state.lifecycle.can_take_offer(workers)
+    state.lifecycle.can_take_offer()
 }
 
 /// After the commit: offers the queued job (if any) to this replica's workers.

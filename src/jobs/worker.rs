@@ -165,6 +165,7 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
                 process(&state, job, None).await;
             }
             Ok(None) => {
+                let _idle = state.lifecycle.idle_worker();
                 tokio::select! {
                     () = state.lifecycle.jobs.notified() => {}
                     () = tokio::time::sleep(poll) => {}
