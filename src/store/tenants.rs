@@ -132,32 +132,16 @@ pub async fn overview<'e>(
         }
         _ => None,
     };
-    let settings = match (
-        r.project_key,
-        r.source_environment_key,
-        r.name_template,
-        r.color,
-        r.key_prefix,
-        r.settings_updated_at,
-    ) {
-        (
-            Some(project_key),
-            Some(source_environment_key),
-            Some(name_template),
-            Some(color),
-            Some(key_prefix),
-            Some(updated_at),
-        ) => Some(TenantSettings {
-            project_key,
-            source_environment_key,
-            name_template,
-            color,
-            default_ttl_seconds: r.default_ttl_seconds,
-            key_prefix,
-            updated_at,
-        }),
-        _ => None,
-    };
+    let settings = SettingsColumns {
+        project_key: r.project_key,
+        source_environment_key: r.source_environment_key,
+        name_template: r.name_template,
+        color: r.color,
+        default_ttl_seconds: r.default_ttl_seconds,
+        key_prefix: r.key_prefix,
+        updated_at: r.settings_updated_at,
+    }
+    .settings();
     Ok(Some(TenantOverview {
         tenant: Tenant {
             id: r.id,
@@ -224,37 +208,43 @@ pub async fn standing<'e>(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| {
-        let settings = match (
-            r.project_key,
-            r.source_environment_key,
-            r.name_template,
-            r.color,
-            r.key_prefix,
-            r.settings_updated_at,
-        ) {
-            (
-                Some(project_key),
-                Some(source_environment_key),
-                Some(name_template),
-                Some(color),
-                Some(key_prefix),
-                Some(updated_at),
-            ) => Some(TenantSettings {
-                project_key,
-                source_environment_key,
-                name_template,
-                color,
-                default_ttl_seconds: r.default_ttl_seconds,
-                key_prefix,
-                updated_at,
-            }),
-            _ => None,
-        };
-        Standing {
-            offboarding: r.offboarding,
-            connection: r.status,
-            settings,
+    Ok(row.map(|r| Standing {
+        offboarding: r.offboarding,
+        connection: r.status,
+        settings: SettingsColumns {
+            project_key: r.project_key,
+            source_environment_key: r.source_environment_key,
+            name_template: r.name_template,
+            color: r.color,
+            default_ttl_seconds: r.default_ttl_seconds,
+            key_prefix: r.key_prefix,
+            updated_at: r.settings_updated_at,
         }
+        .settings(),
     }))
+}
+
+/// The settings' columns as a left join reads them: all there, or none.
+struct SettingsColumns {
+    project_key: Option<String>,
+    source_environment_key: Option<String>,
+    name_template: Option<String>,
+    color: Option<String>,
+    default_ttl_seconds: Option<i64>,
+    key_prefix: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl SettingsColumns {
+    fn settings(self) -> Option<TenantSettings> {
+        Some(TenantSettings {
+            project_key: self.project_key?,
+            source_environment_key: self.source_environment_key?,
+            name_template: self.name_template?,
+            color: self.color?,
+            default_ttl_seconds: self.default_ttl_seconds,
+            key_prefix: self.key_prefix?,
+            updated_at: self.updated_at?,
+        })
+    }
 }
