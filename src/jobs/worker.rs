@@ -148,8 +148,8 @@ pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
 pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
     let poll = state.config.lifecycle.poll_interval;
     // Offers first, but never more than a few in a row: jobs that were not
-    // offered (a full offer queue, a tenant at its limit, another replica's
-    // API) get a claim between them.
+    // offered (made while no worker here was idle, by another replica's API,
+    // or of a tenant at its limit) get a claim between them.
     let mut offered_in_a_row = 0;
     while !shutdown.is_cancelled() {
         if offered_in_a_row < OFFERS_IN_A_ROW && run_offered(&state).await {
