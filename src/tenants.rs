@@ -74,19 +74,19 @@ pub async fn readiness(db: &PgPool, tenant: &TenantId) -> Result<Readiness, Tena
 }
 
 /// The settings of a tenant that exists, is not being offboarded, is
-/// connected and has chosen a project and a source. One statement: every
-/// environment request asks it.
+/// connected and has chosen a project and a source. One statement (the
+/// tenant view's): every environment request asks it.
 pub async fn ready(db: &PgPool, tenant: &TenantId) -> Result<TenantSettings, TenantError> {
-    let standing = tenants::standing(db, tenant)
+    let overview = tenants::overview(db, tenant)
         .await?
         .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
-    if standing.offboarding {
+    if overview.tenant.offboarding_at.is_some() {
         return Err(TenantError::Offboarding);
     }
-    match standing.connection {
+    match overview.connection.map(|c| c.status) {
         None => return Err(TenantError::NotConnected),
         Some(ConnectionStatus::NeedsReconnect) => return Err(TenantError::NeedsReconnect),
         Some(ConnectionStatus::Connected) => {}
     }
-    standing.settings.ok_or(TenantError::SettingsMissing)
+    overview.settings.ok_or(TenantError::SettingsMissing)
 }

@@ -179,51 +179,6 @@ pub async fn delete<'e>(db: impl PgExecutor<'e>, id: &TenantId) -> sqlx::Result<
     Ok(done.rows_affected() == 1)
 }
 
-/// Where a tenant stands, read in one statement: whether it is being
-/// offboarded, its connection's status and its settings.
-#[derive(Debug, Clone)]
-pub struct Standing {
-    pub offboarding: bool,
-    pub connection: Option<ConnectionStatus>,
-    pub settings: Option<TenantSettings>,
-}
-
-/// `None`: no such tenant.
-pub async fn standing<'e>(
-    db: impl PgExecutor<'e>,
-    id: &TenantId,
-) -> sqlx::Result<Option<Standing>> {
-    let row = sqlx::query!(
-        r#"select t.offboarding_at is not null as "offboarding!",
-                  c.status as "status?: ConnectionStatus",
-                  s.project_key as "project_key?", s.source_environment_key as "source_environment_key?",
-                  s.name_template as "name_template?", s.color as "color?",
-                  s.default_ttl_seconds, s.key_prefix as "key_prefix?",
-                  s.updated_at as "settings_updated_at?: DateTime<Utc>"
-             from tenants t
-             left join connections c on c.tenant_id = t.id
-             left join tenant_settings s on s.tenant_id = t.id
-            where t.id = $1"#,
-        id.as_str(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| Standing {
-        offboarding: r.offboarding,
-        connection: r.status,
-        settings: SettingsColumns {
-            project_key: r.project_key,
-            source_environment_key: r.source_environment_key,
-            name_template: r.name_template,
-            color: r.color,
-            default_ttl_seconds: r.default_ttl_seconds,
-            key_prefix: r.key_prefix,
-            updated_at: r.settings_updated_at,
-        }
-        .settings(),
-    }))
-}
-
 /// The settings' columns as a left join reads them: all there, or none.
 struct SettingsColumns {
     project_key: Option<String>,
