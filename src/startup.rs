@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{AppState, RefreshLocks, Runtime};
+use crate::app::{AppState, Parts, RefreshLocks, Runtime};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::launchdarkly::{LdClient, LdClientConfig, LdOAuth, OAuthClientConfig, RateLimitGate};
@@ -76,7 +76,7 @@ impl Application {
             }
             None => None,
         };
-        let state = AppState {
+        let state = AppState::from(Parts {
             db: pool,
             config: Arc::new(config),
             clock,
@@ -85,7 +85,7 @@ impl Application {
             oauth,
             refresh_locks: Arc::new(RefreshLocks::default()),
             lifecycle: Arc::new(Runtime::new()),
-        };
+        });
         let router = router(state.clone());
         Ok(Self {
             listener,

@@ -22,8 +22,16 @@ pub(crate) use runtime::{Change, Offer};
 pub use runtime::{FALLBACK_POLL, Runtime};
 
 /// Everything a handler or worker may need. Handlers take what they use.
+///
+/// One shared allocation: axum clones the state for every extractor and
+/// middleware of every request, and a clone is one reference count here
+/// instead of one per field (their drops were the replica's hottest own
+/// function on the API's reads; BENCHMARKS.md round four).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+/// What [`AppState`] holds; read through it (`state.db`, `state.config`…).
+pub struct Parts {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub clock: SharedClock,
@@ -35,6 +43,20 @@ pub struct AppState {
     pub refresh_locks: Arc<RefreshLocks>,
     /// Lifecycle wake-ups and this replica's worker id.
     pub lifecycle: Arc<Runtime>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl From<Parts> for AppState {
+    fn from(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
 }
 
 impl AppState {
