@@ -675,15 +675,7 @@ async fn metrics_count_requests_by_route_and_status() {
     app.create_tenant("t1").await;
     app.api(Method::GET, "/tenants/t1", None).await;
     app.api(Method::GET, "/tenants/nope", None).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(r#"ld_eaas_http_requests_total{method="GET",route="/api/v1/tenants/{tenant_id}",status="200"} 1"#),
         "{text}"

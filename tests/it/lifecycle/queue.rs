@@ -151,15 +151,7 @@ async fn an_offered_job_is_claimed_by_id_only_while_queued_due_and_its_tenant_be
 }
 
 async fn claimed_by(app: &TestApp, how: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let needle = format!(r#"ld_eaas_jobs_claimed_total{{how="{how}"}} "#);
     text.lines()
         .find_map(|l| l.strip_prefix(&needle))

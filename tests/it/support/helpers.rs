@@ -309,6 +309,18 @@ impl TestApp {
         clock_now(&self.clock)
     }
 
+    /// The Prometheus text `/metrics` serves now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// An API call with the vendor key.
     pub async fn api(
         &self,
