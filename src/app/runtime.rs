@@ -117,12 +117,12 @@ impl Watch {
     }
 }
 
-/// A job this replica's API just queued, offered to an idle worker here
-/// with the environment row as committed (so the worker need not claim it
-/// from the queue or read the row first).
+/// A reconcile job this replica's API just queued, offered to an idle
+/// worker here with its environment's row as committed (so the worker need
+/// not claim it from the queue or read the row first). The worker claims the
+/// environment's open job (`jobs::claim_offered`).
 #[derive(Debug, Clone)]
 pub(crate) struct Offer {
-    pub job_id: Uuid,
     pub record: EnvironmentRow,
 }
 
@@ -354,14 +354,13 @@ mod tests {
         let (_a, _b) = (runtime.idle_worker(), runtime.idle_worker());
         assert!(runtime.can_take_offer());
         let first = Uuid::new_v4();
-        for job_id in [first, Uuid::new_v4()] {
+        for id in [first, Uuid::new_v4()] {
             runtime.offer(Offer {
-                job_id,
-                record: row(Uuid::new_v4(), 1, Status::Pending),
+                record: row(id, 1, Status::Pending),
             });
         }
         assert!(!runtime.can_take_offer(), "both idle workers are promised");
-        assert_eq!(runtime.take_offer().map(|o| o.job_id), Some(first));
+        assert_eq!(runtime.take_offer().map(|o| o.record.id), Some(first));
         assert!(runtime.can_take_offer());
         assert!(runtime.take_offer().is_some());
         assert!(runtime.take_offer().is_none());

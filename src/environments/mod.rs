@@ -19,8 +19,8 @@ use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
 use crate::naming;
 use crate::store::environments::{self, NewEnvironment};
-use crate::store::jobs;
 use crate::store::settings::TenantSettings;
+use crate::store::{jobs, notify};
 use crate::tenants::{self, TenantError};
 
 pub use crate::store::environments::{
@@ -102,18 +102,118 @@ fn offer_here(state: &AppState) -> bool {
     state.lifecycle.can_take_offer()
 }
 
-/// After the commit: offers the queued job (if any) to this replica's workers.
-fn hand_over(state: &AppState, here: bool, job: Option<Uuid>, record: &EnvironmentRecord) {
-    if let (true, Some(job_id)) = (here, job) {
+/// After the commit: offers the environment's job, if it was queued, to
+/// this replica's workers.
+fn hand_over(state: &AppState, here: bool, queued: bool, record: &EnvironmentRecord) {
+    if here && queued {
         state.lifecycle.offer(Offer {
-            job_id,
             record: record.clone(),
         });
     }
 }
 
+/// Counts a lifecycle write by the way it went: `statement` (the common
+/// case, one statement without a transaction) or `transaction` (the locked
+/// path, when the statement could not settle it). `write`: `put`, `delete`
+/// or `outcome`.
+pub(crate) fn count_write(state: &AppState, write: &'static str, path: &'static str) {
+    state.metrics.inc(
+        "ld_eaas_lifecycle_writes_total",
+        "Environment requests and job outcomes written, by write and by path (one statement or a transaction)",
+        &[("write", write), ("path", path)],
+    );
+}
+
+/// A new generation's row, worked out from the settings and the request.
+struct Planned<'a> {
+    id: Uuid,
+    generation: i32,
+    key: String,
+    name: String,
+    project: &'a str,
+    source: &'a str,
+    color: &'a str,
+    tags: Vec<String>,
+    request: serde_json::Value,
+    flags: serde_json::Value,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Planned<'a> {
+    fn new(
+        state: &AppState,
+        tenant: &TenantId,
+        ephemeral_id: &EphemeralId,
+        settings: &'a TenantSettings,
+        request: &'a EnvironmentRequest,
+        generation: i32,
+    ) -> Result<Self> {
+        let name = match &request.name {
+            Some(name) => name.clone(),
+            None => {
+                naming::environment_name(&settings.name_template, tenant, ephemeral_id, generation)
+            }
+        };
+        let ttl = request.ttl_seconds.or(settings.default_ttl_seconds);
+        Ok(Self {
+            id: Uuid::new_v4(),
+            generation,
+            key: naming::environment_key(&settings.key_prefix, tenant, ephemeral_id, generation),
+            name,
+            // A request's project comes with its own source (checked by `normalized`).
+            project: request
+                .project_key
+                .as_deref()
+                .unwrap_or(&settings.project_key),
+            source: request
+                .source_environment_key
+                .as_deref()
+                .unwrap_or(&settings.source_environment_key),
+            color: &settings.color,
+            tags: naming::environment_tags(&state.config.instance_tag(), tenant, &request.tags),
+            request: serde_json::to_value(request).map_err(anyhow::Error::from)?,
+            flags: serde_json::to_value(&request.flags).map_err(anyhow::Error::from)?,
+            expires_at: ttl.map(|s| state.now() + chrono::Duration::seconds(s)),
+        })
+    }
+
+    fn row<'r>(
+        &'r self,
+        tenant: &'r TenantId,
+        ephemeral_id: &'r EphemeralId,
+    ) -> NewEnvironment<'r> {
+        NewEnvironment {
+            id: self.id,
+            tenant,
+            ephemeral_id,
+            generation: self.generation,
+            request: self.request.clone(),
+            project_key: self.project,
+            environment_key: &self.key,
+            environment_name: &self.name,
+            source_environment_key: self.source,
+            color: self.color,
+            tags: &self.tags,
+            flags: self.flags.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The audit details of `environment.create_requested`.
+    fn details(&self) -> serde_json::Value {
+        json!({
+            "generation": self.generation,
+            "project_key": self.project,
+            "source_environment_key": self.source,
+            "flags": self.flags,
+            "expires_at": self.expires_at,
+        })
+    }
+}
+
 /// Inserts the next generation of `ephemeral_id` and queues its creation;
-/// returns it and its job's id (see `jobs::enqueue_reconcile`).
+/// returns it and its job's id (see `jobs::enqueue_reconcile`), and the
+/// details its audit row gets.
 async fn insert_generation(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -122,47 +222,60 @@ async fn insert_generation(
     settings: &TenantSettings,
     request: &EnvironmentRequest,
     wake_replicas: bool,
-) -> Result<(EnvironmentRecord, Option<Uuid>)> {
+) -> Result<(EnvironmentRecord, Option<Uuid>, serde_json::Value)> {
     let now = state.now();
     let generation = environments::max_generation(tx, tenant, ephemeral_id).await? + 1;
-    let key = naming::environment_key(&settings.key_prefix, tenant, ephemeral_id, generation);
-    let name = match &request.name {
-        Some(name) => name.clone(),
-        None => naming::environment_name(&settings.name_template, tenant, ephemeral_id, generation),
-    };
-    // A request's project comes with its own source (checked by `normalized`).
-    let project = request
-        .project_key
-        .as_deref()
-        .unwrap_or(&settings.project_key);
-    let source = request
-        .source_environment_key
-        .as_deref()
-        .unwrap_or(&settings.source_environment_key);
-    let tags = naming::environment_tags(&state.config.instance_tag(), tenant, &request.tags);
-    let ttl = request.ttl_seconds.or(settings.default_ttl_seconds);
-    let record = environments::insert(
-        tx,
-        &NewEnvironment {
-            id: Uuid::new_v4(),
-            tenant,
-            ephemeral_id,
-            generation,
-            request: serde_json::to_value(request).map_err(anyhow::Error::from)?,
-            project_key: project,
-            environment_key: &key,
-            environment_name: &name,
-            source_environment_key: source,
-            color: &settings.color,
-            tags: &tags,
-            flags: serde_json::to_value(&request.flags).map_err(anyhow::Error::from)?,
-            expires_at: ttl.map(|s| now + chrono::Duration::seconds(s)),
-        },
-        now,
-    )
-    .await?;
+    let planned = Planned::new(state, tenant, ephemeral_id, settings, request, generation)?;
+    let record = environments::insert(tx, &planned.row(tenant, ephemeral_id), now).await?;
     let job = jobs::enqueue_reconcile(tx, tenant, record.id, now, wake_replicas).await?;
-    Ok((record, job))
+    Ok((record, job, planned.details()))
+}
+
+/// The common case of [`ensure_environment`], without a transaction:
+/// generation `generation` (the newest one seen, plus one) inserted with its
+/// job, audit row and wake-ups in one statement
+/// (`environments::insert_requested`). `None` when that wrote nothing: a
+/// request for the same id holds its lock or got there first, or the tenant
+/// is being offboarded; the caller takes the locked path, which tells.
+async fn insert_unlocked(
+    state: &AppState,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    settings: &TenantSettings,
+    request: &EnvironmentRequest,
+    generation: i32,
+    actor: &str,
+) -> Result<Option<EnvironmentRecord>> {
+    let planned = Planned::new(state, tenant, ephemeral_id, settings, request, generation)?;
+    let here = offer_here(state);
+    let notice = notify::notice_of(
+        planned.id,
+        environments::FIRST_REVISION,
+        EnvironmentStatus::Pending,
+    );
+    let inserted = environments::insert_requested(
+        &state.db,
+        &planned.row(tenant, ephemeral_id),
+        (
+            actor,
+            AuditAction::EnvironmentCreateRequested.as_str(),
+            &planned.details(),
+        ),
+        &notice,
+        !here,
+        state.now(),
+    )
+    .await;
+    let record = match inserted {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    hand_over(state, here, true, &record);
+    count_write(state, "put", "statement");
+    tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
+    Ok(Some(record))
 }
 
 /// Makes sure `ephemeral_id` has a LaunchDarkly environment. A repeat of the
@@ -179,6 +292,41 @@ pub async fn ensure_environment(
 ) -> Result<Ensured> {
     let request = request.normalized()?;
     let settings = tenants::ready(&state.db, tenant).await?;
+    // First without a lock: a repeat finds its generation, a new id gets
+    // one in one statement. What that cannot settle (a failed generation to
+    // retry, a request that raced this one) takes the lock below.
+    match environments::current(&state.db, tenant, ephemeral_id).await? {
+        Some(live) if live.desired == Desired::Present => {
+            if stored_request(&live)? != request {
+                return Err(EnvironmentError::ConflictingRequest(ephemeral_id.clone()));
+            }
+            if live.status != EnvironmentStatus::Failed {
+                return Ok(Ensured {
+                    record: live,
+                    created: false,
+                });
+            }
+        }
+        newest => {
+            let generation = newest.map_or(0, |row| row.generation) + 1;
+            if let Some(record) = insert_unlocked(
+                state,
+                tenant,
+                ephemeral_id,
+                &settings,
+                &request,
+                generation,
+                actor,
+            )
+            .await?
+            {
+                return Ok(Ensured {
+                    record,
+                    created: true,
+                });
+            }
+        }
+    }
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     if let Some(existing) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await? {
@@ -206,7 +354,8 @@ pub async fn ensure_environment(
         )
         .await?;
         tx.commit().await?;
-        hand_over(state, here, job, &record);
+        hand_over(state, here, job.is_some(), &record);
+        count_write(state, "put", "transaction");
         // This call's retry is what creates it.
         return Ok(Ensured {
             record,
@@ -214,7 +363,7 @@ pub async fn ensure_environment(
         });
     }
     let here = offer_here(state);
-    let (record, job) = insert_generation(
+    let (record, job, details) = insert_generation(
         state,
         &mut tx,
         tenant,
@@ -230,18 +379,13 @@ pub async fn ensure_environment(
         &record,
         actor,
         AuditAction::EnvironmentCreateRequested,
-        json!({
-            "generation": record.generation,
-            "project_key": record.project_key,
-            "source_environment_key": record.source_environment_key,
-            "flags": record.flags,
-            "expires_at": record.expires_at,
-        }),
+        details,
         None,
     )
     .await?;
     tx.commit().await?;
-    hand_over(state, here, job, &record);
+    hand_over(state, here, job.is_some(), &record);
+    count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
     Ok(Ensured {
         record,
@@ -259,6 +403,24 @@ pub async fn request_delete(
     ephemeral_id: &EphemeralId,
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
+    // The common case, a live generation, in one statement without a lock.
+    let here = offer_here(state);
+    if let Some(record) = environments::mark_absent_requested(
+        &state.db,
+        tenant,
+        ephemeral_id,
+        actor,
+        AuditAction::EnvironmentDeleteRequested.as_str(),
+        !here,
+        state.now(),
+    )
+    .await?
+    {
+        hand_over(state, here, true, &record);
+        count_write(state, "delete", "statement");
+        return Ok(Some(record));
+    }
+    // Nothing live: look closer, under the lock.
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     let now = state.now();
@@ -277,7 +439,8 @@ pub async fn request_delete(
         )
         .await?;
         tx.commit().await?;
-        hand_over(state, here, job, &record);
+        hand_over(state, here, job.is_some(), &record);
+        count_write(state, "delete", "transaction");
         return Ok(Some(record));
     }
     let Some(latest) = environments::current(&mut *tx, tenant, ephemeral_id).await? else {
@@ -300,6 +463,7 @@ pub async fn request_delete(
             )
             .await?;
             tx.commit().await?;
+            count_write(state, "delete", "transaction");
             Ok(Some(record))
         }
         EnvironmentStatus::Deleting => Ok(Some(latest)),
@@ -328,7 +492,7 @@ pub async fn request_recreate(
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
     // Environment rows before job rows (the lock order in `crate::store`):
     // the new generation (and its new job) first, then the old one's job.
-    let (record, _) = insert_generation(
+    let (record, _, _) = insert_generation(
         state,
         &mut tx,
         tenant,

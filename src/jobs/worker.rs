@@ -111,7 +111,7 @@ async fn run_offered(state: &AppState) -> bool {
     };
     let claimed = jobs::claim_offered(
         &state.db,
-        offer.job_id,
+        offer.record.id,
         &state.lifecycle.replica_id,
         state.now(),
         lease(state),

@@ -30,7 +30,15 @@ pub async fn send<'e>(db: impl PgExecutor<'e>, channel: &str, payload: &str) -> 
 /// `<id> <revision> <status>`, so a waiter that already knows that revision
 /// and status need not read the row.
 pub fn environment_notice(row: &EnvironmentRow) -> String {
-    format!("{} {} {}", row.id, row.revision, row.status.as_str())
+    notice_of(row.id, row.revision, row.status)
+}
+
+/// [`environment_notice`] of a row at `revision` and `status`, for a
+/// statement that sends it in the same breath as the change (so before the
+/// row is read back). The single-statement DELETE builds the same text in
+/// SQL (`store::environments::mark_absent_requested`).
+pub fn notice_of(id: Uuid, revision: i32, status: Status) -> String {
+    format!("{id} {revision} {}", status.as_str())
 }
 
 /// Reads a payload on [`ENVIRONMENTS_CHANNEL`]: the environment's id, and

@@ -8,11 +8,12 @@ use super::{EnvOutcome, Retry};
 use crate::app::AppState;
 use crate::audit::AuditAction;
 use crate::crypto::SealedColumn;
-use crate::environments::{EnvironmentRecord, events};
+use crate::environments::{EnvironmentRecord, EnvironmentStatus as Status, count_write, events};
 use crate::jobs::backoff;
 use crate::launchdarkly::Environment;
-use crate::store::environments;
+use crate::store::environments::{self, Desired, HeldJob, Settled};
 use crate::store::jobs::{self, Job, Settle};
+use crate::store::notify;
 
 /// Records an attempt's outcome and concludes the job, in one transaction,
 /// unless this worker lost the job's lease (then the new holder decides).
@@ -22,6 +23,10 @@ pub(super) async fn apply(
     seen: &EnvironmentRecord,
     outcome: EnvOutcome,
 ) -> anyhow::Result<&'static str> {
+    if let Some(label) = settle_unlocked(state, job, seen, &outcome).await? {
+        count_write(state, "outcome", "statement");
+        return Ok(label);
+    }
     let tenant = &job.tenant_id;
     let now = state.now();
     let worker = state.lifecycle.replica_id.as_str();
@@ -52,6 +57,7 @@ pub(super) async fn apply(
         tracing::warn!(job_id = %job.id, "lost the job's lease before recording its outcome; another worker has it");
         return Ok("lost_lease");
     }
+    count_write(state, "outcome", "transaction");
     let Some(current) = current else {
         tx.commit().await?;
         return Ok("done");
@@ -74,22 +80,12 @@ pub(super) async fn apply(
                 &record,
                 "system",
                 AuditAction::EnvironmentReady,
-                json!({"generation": record.generation, "adopted": adopted, "client_side_id": record.client_side_id}),
+                ready_details(&record, adopted),
                 Some("environment.ready"),
             )
             .await?;
             tx.commit().await?;
-            state.lifecycle.environment_settled(&record);
-            let waited = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-            state.metrics.observe(
-                "ld_eaas_environment_time_to_ready_seconds",
-                "Time from a create request to a ready environment",
-                &[],
-                waited,
-            );
-            tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
-                environment_key = %record.environment_key, adopted, "environment ready");
-            "done"
+            ready(state, &record, adopted, now)
         }
         EnvOutcome::Failed { error, code } => {
             let record =
@@ -140,16 +136,13 @@ pub(super) async fn apply(
                 &record,
                 "system",
                 AuditAction::EnvironmentDeleted,
-                json!({"generation": record.generation, "left_untouched": untouched}),
+                deleted_details(&record, untouched.as_deref()),
                 Some("environment.deleted"),
             )
             .await?;
             jobs::wake_offboarding(&mut tx, tenant, now).await?;
             tx.commit().await?;
-            state.lifecycle.environment_settled(&record);
-            tracing::info!(tenant_id = %tenant, ephemeral_id = %record.ephemeral_id,
-                environment_key = %record.environment_key, "environment deleted");
-            "done"
+            deleted(state, &record)
         }
         EnvOutcome::Retry(why) => {
             let (run_at, error) = retry.unwrap_or_else(|| retry_at(state, job, &why, now));
@@ -179,6 +172,114 @@ pub(super) async fn apply(
     Ok(label)
 }
 
+/// The two common outcomes (created, deleted, as the row at `seen` asked)
+/// recorded in one statement (`environments::settle`) instead of a
+/// transaction of five. `None` when that does not apply: another outcome,
+/// a webhook to queue with it (the transaction writes the outbox), or the
+/// statement found the row changed, the lease lost or the tenant being
+/// offboarded and wrote nothing; the transaction then sorts out which.
+async fn settle_unlocked(
+    state: &AppState,
+    job: &Job,
+    seen: &EnvironmentRecord,
+    outcome: &EnvOutcome,
+) -> anyhow::Result<Option<&'static str>> {
+    if state.config.webhook.is_some() {
+        return Ok(None);
+    }
+    let now = state.now();
+    let held = HeldJob {
+        id: job.id,
+        worker: &state.lifecycle.replica_id,
+    };
+    match outcome {
+        EnvOutcome::Ready { env, adopted } => {
+            let keys = seal_keys(state, seen, env)?;
+            let mut expected = seen.clone();
+            expected.client_side_id = Some(keys.client_side_id.clone());
+            if seen.desired == Desired::Present {
+                expected.status = Status::Ready;
+            }
+            let settled = environments::settle(
+                &state.db,
+                &job.tenant_id,
+                seen,
+                held,
+                Settled::Created {
+                    client_side_id: &keys.client_side_id,
+                    sealed_sdk_key: &keys.sdk,
+                    sealed_mobile_key: &keys.mobile,
+                },
+                (
+                    AuditAction::EnvironmentReady.as_str(),
+                    &ready_details(&expected, *adopted),
+                ),
+                &notify::environment_notice(&expected),
+                now,
+            )
+            .await?;
+            Ok(settled.map(|record| ready(state, &record, *adopted, now)))
+        }
+        EnvOutcome::Deleted { untouched } => {
+            let settled = environments::settle(
+                &state.db,
+                &job.tenant_id,
+                seen,
+                held,
+                Settled::Deleted,
+                (
+                    AuditAction::EnvironmentDeleted.as_str(),
+                    &deleted_details(seen, untouched.as_deref()),
+                ),
+                &notify::notice_of(seen.id, seen.revision, Status::Deleted),
+                now,
+            )
+            .await?;
+            Ok(settled.map(|record| deleted(state, &record)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The audit details of `environment.ready`.
+fn ready_details(record: &EnvironmentRecord, adopted: bool) -> serde_json::Value {
+    json!({"generation": record.generation, "adopted": adopted, "client_side_id": record.client_side_id})
+}
+
+/// The audit details of `environment.deleted`.
+fn deleted_details(record: &EnvironmentRecord, untouched: Option<&str>) -> serde_json::Value {
+    json!({"generation": record.generation, "left_untouched": untouched})
+}
+
+/// After a ready environment is committed: hand it to the waiting calls,
+/// count the time it took, log it.
+fn ready(
+    state: &AppState,
+    record: &EnvironmentRecord,
+    adopted: bool,
+    now: DateTime<Utc>,
+) -> &'static str {
+    state.lifecycle.environment_settled(record);
+    let waited = (now - record.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+    state.metrics.observe(
+        "ld_eaas_environment_time_to_ready_seconds",
+        "Time from a create request to a ready environment",
+        &[],
+        waited,
+    );
+    tracing::info!(tenant_id = %record.tenant_id, ephemeral_id = %record.ephemeral_id,
+        environment_key = %record.environment_key, adopted, "environment ready");
+    "done"
+}
+
+/// After a deletion is committed: hand it to the waiting calls, log it.
+fn deleted(state: &AppState, record: &EnvironmentRecord) -> &'static str {
+    state.lifecycle.environment_settled(record);
+    tracing::info!(tenant_id = %record.tenant_id, ephemeral_id = %record.ephemeral_id,
+        environment_key = %record.environment_key, "environment deleted");
+    "done"
+}
+
 /// When a retried job falls due again, and the error the vendor sees meanwhile.
 fn retry_at(
     state: &AppState,
@@ -206,6 +307,27 @@ fn retry_at(
     }
 }
 
+/// A created environment's client-side id, and its SDK and mobile keys sealed.
+struct SealedKeys {
+    client_side_id: String,
+    sdk: String,
+    mobile: String,
+}
+
+fn seal_keys(
+    state: &AppState,
+    current: &EnvironmentRecord,
+    env: &Environment,
+) -> anyhow::Result<SealedKeys> {
+    let keys = env.sdk_keys();
+    let keyring = &state.config.keyring;
+    Ok(SealedKeys {
+        sdk: keyring.seal(&current.tenant_id, SealedColumn::SdkKey, &keys.server)?,
+        mobile: keyring.seal(&current.tenant_id, SealedColumn::MobileKey, &keys.mobile)?,
+        client_side_id: keys.client_side_id,
+    })
+}
+
 /// Seals and stores what LaunchDarkly returned for a created environment.
 async fn record_created(
     state: &AppState,
@@ -213,17 +335,14 @@ async fn record_created(
     current: &EnvironmentRecord,
     env: &Environment,
 ) -> anyhow::Result<EnvironmentRecord> {
-    let keys = env.sdk_keys();
-    let keyring = &state.config.keyring;
-    let sdk = keyring.seal(&current.tenant_id, SealedColumn::SdkKey, &keys.server)?;
-    let mobile = keyring.seal(&current.tenant_id, SealedColumn::MobileKey, &keys.mobile)?;
+    let keys = seal_keys(state, current, env)?;
     Ok(environments::record_created(
         tx,
         &current.tenant_id,
         current.id,
         &keys.client_side_id,
-        &sdk,
-        &mobile,
+        &keys.sdk,
+        &keys.mobile,
         state.now(),
     )
     .await?)

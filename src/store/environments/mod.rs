@@ -42,10 +42,12 @@ pub use housekeeping::{
     count_deleting, count_live, expire, mark_all_absent, projects_with_sources, sweepable_keys,
     tenants_with_expired,
 };
-pub use outcomes::{mark_deleted, mark_failed, note_error, record_created};
+pub use outcomes::{
+    HeldJob, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
+};
 pub use requests::{
-    current, get, get_for_update, insert, list, lock_ephemeral, mark_absent, max_generation,
-    present_for_update, rearm,
+    FIRST_REVISION, current, get, get_for_update, insert, insert_requested, list, lock_ephemeral,
+    mark_absent, mark_absent_requested, max_generation, present_for_update, rearm,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]

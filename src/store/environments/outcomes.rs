@@ -2,11 +2,13 @@
 //! transient problem they are retrying past.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, Postgres, Transaction};
+use serde_json::Value;
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Desired, EnvironmentRow, FailureCode, Status};
 use crate::ids::{EphemeralId, TenantId};
+use crate::store::notify;
 
 /// What LaunchDarkly gave back for a created (or adopted) environment. The
 /// keys are sealed. The status becomes `ready` only if the generation is still
@@ -37,6 +39,108 @@ pub async fn record_created(
         now as DateTime<Utc>,
     )
     .fetch_one(&mut **tx)
+    .await
+}
+
+/// What the workers' one-statement outcome ([`settle`]) records.
+#[derive(Debug, Clone, Copy)]
+pub enum Settled<'a> {
+    /// Created or adopted, as [`record_created`] records it (keys sealed).
+    Created {
+        client_side_id: &'a str,
+        sealed_sdk_key: &'a str,
+        sealed_mobile_key: &'a str,
+    },
+    /// Gone upstream, as [`mark_deleted`] records it.
+    Deleted,
+}
+
+/// The job a worker holds, for [`settle`].
+#[derive(Debug, Clone, Copy)]
+pub struct HeldJob<'a> {
+    pub id: Uuid,
+    pub worker: &'a str,
+}
+
+/// The workers' common case, in one statement and no transaction: a
+/// generation created or deleted as the row at `revision` asked, recorded as
+/// [`record_created`] or [`mark_deleted`] would, its job settled as done,
+/// the audit row (`action`, `details`, as `system`) and the notification
+/// (`notice`, the row's text after the change; see `notify::notice_of`).
+/// Only if the row is still at `revision` (the vendor did not change their
+/// mind meanwhile), the worker still holds the job's lease and, for a
+/// delete, the tenant is not being offboarded (that needs its offboarding
+/// job woken, under its lock). Otherwise `None`, nothing is written, and the
+/// caller records the outcome in a transaction, which sorts out why.
+///
+/// Lock order (`crate::store`): `current` locks the environment row, and the
+/// job's update reads `current` before it locks the job row.
+#[allow(clippy::too_many_arguments)]
+pub async fn settle(
+    db: &PgPool,
+    tenant: &TenantId,
+    seen: &EnvironmentRow,
+    job: HeldJob<'_>,
+    outcome: Settled<'_>,
+    (action, details): (&str, &Value),
+    notice: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    let (deleted, client_side_id, sdk, mobile) = match outcome {
+        Settled::Created {
+            client_side_id,
+            sealed_sdk_key,
+            sealed_mobile_key,
+        } => (
+            false,
+            Some(client_side_id),
+            Some(sealed_sdk_key),
+            Some(sealed_mobile_key),
+        ),
+        Settled::Deleted => (true, None, None, None),
+    };
+    rows!(
+        "with current as (
+             select id from environments
+              where tenant_id = $1 and id = $2 and revision = $3
+                and not ($4 and exists (select 1 from tenants t where t.id = $1 and t.offboarding_at is not null))
+              for update
+         ), held as (
+             update jobs set state = 'done', locked_by = null, locked_until = null, updated_at = $5
+              where id = $6 and locked_by = $7 and state = 'running' and exists (select 1 from current)
+             returning id
+         ), recorded as (
+             insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
+             select $1, $5, 'system', $8, $9, $10, $11 from held
+             returning pg_notify($12, $13)
+         )
+         update environments
+            set status = case when $4 then 'deleted' when desired = 'present' then 'ready' else status end,
+                client_side_id = case when $4 then client_side_id else $14 end,
+                sdk_key = $15, mobile_key = $16,
+                ready_at = case when not $4 and desired = 'present' then $5 else ready_at end,
+                refused = false, failure_code = null, last_error = null, updated_at = $5
+          where tenant_id = $1 and id = $2 and exists (select 1 from held)
+          returning";
+        "",
+        tenant.as_str(),
+        seen.id,
+        seen.revision,
+        deleted,
+        now as DateTime<Utc>,
+        job.id,
+        job.worker,
+        action,
+        seen.ephemeral_id.as_str(),
+        seen.environment_key,
+        details,
+        notify::ENVIRONMENTS_CHANNEL,
+        notice,
+        client_side_id,
+        sdk,
+        mobile,
+    )
+    .fetch_optional(db)
     .await
 }
 

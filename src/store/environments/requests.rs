@@ -2,11 +2,18 @@
 //! generations, insert one, mark it unwanted or try it again.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Desired, EnvironmentRow, FailureCode, NewEnvironment, Status};
 use crate::ids::{EphemeralId, TenantId};
+use crate::store::notify;
+
+/// The name of [`lock_ephemeral`]'s lock.
+fn ephemeral_lock_key(tenant: &TenantId, ephemeral_id: &EphemeralId) -> String {
+    format!("environment/{tenant}/{ephemeral_id}")
+}
 
 /// Serialises every request about one ephemeral environment (for the rest of
 /// the transaction), so concurrent PUTs and DELETEs apply in a single order
@@ -18,7 +25,7 @@ pub async fn lock_ephemeral(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "select pg_advisory_xact_lock(hashtextextended($1, 7))",
-        format!("environment/{tenant}/{ephemeral_id}"),
+        ephemeral_lock_key(tenant, ephemeral_id),
     )
     .execute(&mut **tx)
     .await?;
@@ -105,6 +112,139 @@ pub async fn insert(
         now as DateTime<Utc>,
     )
     .fetch_one(&mut **tx)
+    .await
+}
+
+/// The revision of a generation when it is inserted.
+pub const FIRST_REVISION: i32 = 1;
+
+/// The API's common case of a PUT, in one statement and no transaction: the
+/// new generation (at [`FIRST_REVISION`], status `pending`), its reconcile
+/// job, the audit row (`actor`, `action`, `details`, naming the generation's
+/// ephemeral id and key), the notification of the new row (`notice`, see
+/// `notify::notice_of`) and, with `wake_workers`, the wake-up of every
+/// replica's workers.
+///
+/// `None`, with nothing written, when the tenant is being offboarded or a
+/// transaction holds the ephemeral id's lock ([`lock_ephemeral`]; the
+/// statement tries it and never waits). The caller read the id's
+/// generations without the lock; if a request that did not hold it either
+/// got there first, this statement fails on `environments_one_live` or the
+/// generation's unique index (nothing written). Either way the caller takes
+/// the locked path. Holding the lock while it inserts, this statement never
+/// surprises a transaction that holds it.
+///
+/// Every other row comes from the generation's insert (`ins`), so nothing
+/// is written or sent unless it is.
+pub async fn insert_requested(
+    db: &PgPool,
+    new: &NewEnvironment<'_>,
+    (actor, action, details): (&str, &str, &Value),
+    notice: &str,
+    wake_workers: bool,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    rows!(
+        "with ins as (
+             insert into environments (id, tenant_id, ephemeral_id, generation, revision, desired, status, request,
+                                       project_key, environment_key, environment_name, source_environment_key,
+                                       color, tags, flags, expires_at, created_at, updated_at)
+             select $1, t.id, $3, $4, $15, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14
+               from tenants t
+              where t.id = $2 and t.offboarding_at is null
+                and pg_try_advisory_xact_lock(hashtextextended($23, 7))
+             returning *
+         ), queued as (
+             insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
+             select gen_random_uuid(), tenant_id, 'reconcile_environment', id, 'queued', $14, $14, $14 from ins
+         ), recorded as (
+             insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
+             select tenant_id, $14, $16, $17, ephemeral_id, environment_key, $18 from ins
+             returning pg_notify($19, $20), case when $21 then pg_notify($22, '') end
+         )
+         select";
+        "from ins",
+        new.id,
+        new.tenant.as_str(),
+        new.ephemeral_id.as_str(),
+        new.generation,
+        new.request,
+        new.project_key,
+        new.environment_key,
+        new.environment_name,
+        new.source_environment_key,
+        new.color,
+        new.tags,
+        new.flags,
+        new.expires_at as Option<DateTime<Utc>>,
+        now as DateTime<Utc>,
+        FIRST_REVISION,
+        actor,
+        action,
+        details,
+        notify::ENVIRONMENTS_CHANNEL,
+        notice,
+        wake_workers,
+        notify::JOBS_CHANNEL,
+        ephemeral_lock_key(new.tenant, new.ephemeral_id),
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The API's common case of a DELETE, in one statement and no transaction:
+/// the live generation of `ephemeral_id` marked unwanted (as
+/// [`mark_absent`]), its reconcile job queued or brought forward (as
+/// `jobs::enqueue_reconcile`), the audit row (`action`, with the generation
+/// in its details), the notification of the changed row and, with
+/// `wake_workers`, the wake-up of every replica's workers. `None` when no
+/// generation is live: nothing is written, and the caller takes the locked
+/// path to look closer.
+///
+/// Lock order (`crate::store`): the job row's upsert takes its rows from the
+/// update's output, so the environment row is locked first. The
+/// notification's text is `notify::notice_of`'s, built here in SQL from the
+/// updated row.
+pub async fn mark_absent_requested(
+    db: &PgPool,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    actor: &str,
+    action: &str,
+    wake_workers: bool,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<EnvironmentRow>> {
+    rows!(
+        "with live as (
+             update environments
+                set desired = 'absent', status = 'deleting', refused = false, failure_code = null,
+                    revision = revision + 1, last_error = null, updated_at = $3
+              where tenant_id = $1 and ephemeral_id = $2 and desired = 'present'
+             returning *
+         ), queued as (
+             insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
+             select gen_random_uuid(), tenant_id, 'reconcile_environment', id, 'queued', $3, $3, $3 from live
+             on conflict (environment_id) where state in ('queued', 'running') and kind = 'reconcile_environment'
+             do update set run_at = least(jobs.run_at, excluded.run_at), attempts = 0, updated_at = excluded.updated_at
+         ), recorded as (
+             insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
+             select tenant_id, $3, $4, $5, ephemeral_id, environment_key, jsonb_build_object('generation', generation)
+               from live
+             returning pg_notify($6, (select id::text || ' ' || revision || ' ' || status from live)),
+                       case when $7 then pg_notify($8, '') end
+         )
+         select";
+        "from live",
+        tenant.as_str(),
+        ephemeral_id.as_str(),
+        now as DateTime<Utc>,
+        actor,
+        action,
+        notify::ENVIRONMENTS_CHANNEL,
+        wake_workers,
+        notify::JOBS_CHANNEL,
+    )
+    .fetch_optional(db)
     .await
 }
 

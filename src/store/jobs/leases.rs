@@ -63,13 +63,15 @@ pub async fn claim(
     .await
 }
 
-/// Claims one job by id, as [`claim`] would: only if it is still queued and
-/// due, not locked by another claim, and its tenant holds fewer than
-/// `per_tenant` running jobs. For a job this replica's API offered its own
-/// workers; `None` when someone else took it or it must wait its turn.
+/// Claims the open reconcile job of one environment, as [`claim`] would:
+/// only if it is still queued and due, not locked by another claim, and its
+/// tenant holds fewer than `per_tenant` running jobs. For a job this
+/// replica's API offered its own workers (an environment has at most one
+/// open reconcile job, so its id names the job); `None` when someone else
+/// took it, it is already running, or it must wait its turn.
 pub async fn claim_offered(
     db: &PgPool,
-    id: Uuid,
+    environment_id: Uuid,
     worker: &str,
     now: DateTime<Utc>,
     lease: Duration,
@@ -79,7 +81,8 @@ pub async fn claim_offered(
         Job,
         r#"with next as (
              select j.id from jobs j
-              where j.id = $1 and j.state = 'queued' and j.run_at <= $2
+              where j.environment_id = $1 and j.kind = 'reconcile_environment'
+                and j.state = 'queued' and j.run_at <= $2
                 and (select count(*) from jobs r
                       where r.tenant_id = j.tenant_id and r.state = 'running' and r.locked_until > $2) < $5
               for update skip locked
@@ -91,7 +94,7 @@ pub async fn claim_offered(
          returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
                    jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
                    jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
-        id,
+        environment_id,
         now as DateTime<Utc>,
         worker,
         (now + lease) as DateTime<Utc>,

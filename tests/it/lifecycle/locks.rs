@@ -76,9 +76,16 @@ async fn concurrent_puts_deletes_and_recreates_on_a_few_ids_never_answer_5xx_and
         .filter(|(_, status, _)| status.is_server_error())
         .map(|(op, status, body)| format!("{op} {status}: {body}"))
         .collect();
+    let logs = captured_logs();
+    let errors: Vec<&str> = logs
+        .get(logs_before..)
+        .unwrap_or(&logs)
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
     assert!(
         server_errors.is_empty(),
-        "{} of {} calls answered 5xx (tally {tally:?}): {server_errors:?}",
+        "{} of {} calls answered 5xx (tally {tally:?}): {server_errors:?}; errors logged: {errors:#?}",
         server_errors.len(),
         answers.len()
     );

@@ -10,6 +10,7 @@ mod locks;
 mod queue;
 mod safety;
 mod settings;
+mod statements;
 pub(crate) mod time;
 
 use std::sync::Arc;

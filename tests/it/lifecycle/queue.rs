@@ -111,15 +111,23 @@ async fn a_job_whose_lease_ran_out_is_claimed_before_any_queued_one() {
 }
 
 #[tokio::test]
-async fn an_offered_job_is_claimed_by_id_only_while_queued_due_and_its_tenant_below_its_limit() {
+async fn an_offered_job_is_claimed_by_its_environment_only_while_queued_due_and_its_tenant_below_its_limit()
+ {
     let sim = start_sim().await;
     let app = two_tenants(&sim).await;
     let heavy = queue(&app, "heavy", &["h1", "h2", "h3"]).await;
     let now = app.now();
-    let offered = |id: Uuid, per_tenant: i64| {
+    // Offers name the environment: its open reconcile job is the one claimed.
+    let offered = |job: Uuid, per_tenant: i64| {
         let db = app.db.clone();
         async move {
-            jobs::claim_offered(&db, id, "here", now, LEASE, per_tenant)
+            let environment: Uuid =
+                sqlx::query_scalar("select environment_id from jobs where id = $1")
+                    .bind(job)
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+            jobs::claim_offered(&db, environment, "here", now, LEASE, per_tenant)
                 .await
                 .unwrap()
         }

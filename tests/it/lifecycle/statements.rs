@@ -1,0 +1,182 @@
+//! The one-statement paths (`environments::insert_requested`,
+//! `mark_absent_requested`, `settle`): a PUT, a DELETE and a job's outcome
+//! each written in one statement, announced and audited exactly as the
+//! transactions they stand in for would, and deferring to a transaction that
+//! holds the ephemeral id's lock.
+
+use std::time::Duration;
+
+use ld_eaas::ids::EphemeralId;
+use ld_eaas::store::environments::{Status, lock_ephemeral};
+use ld_eaas::store::notify::{ENVIRONMENTS_CHANNEL, parse_environment_notice};
+use sqlx::postgres::PgListener;
+use uuid::Uuid;
+
+use super::*;
+use crate::support::helpers::TestApp;
+
+/// actor, action, ephemeral id, environment key, details.
+type AuditRow = (String, String, Option<String>, Option<String>, Value);
+
+/// `ld_eaas_lifecycle_writes_total` for one write and path.
+async fn writes(app: &TestApp, write: &str, path: &str) -> u64 {
+    let text = app.metrics().await;
+    let needle = format!(r#"ld_eaas_lifecycle_writes_total{{path="{path}",write="{write}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Every notification about `id` that arrives within `for_`.
+async fn notices(
+    listener: &mut PgListener,
+    id: Uuid,
+    for_: Duration,
+) -> Vec<Option<(i32, Status)>> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + for_;
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, listener.recv()).await {
+        if let Some((about, now)) = parse_environment_notice(n.payload()) {
+            if about == id {
+                seen.push(now);
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_put_a_delete_and_their_outcomes_are_single_statements_announced_and_audited_as_the_row_says()
+ {
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    let mut listener = PgListener::connect_with(&app.db).await.unwrap();
+    listener.listen(ENVIRONMENTS_CHANNEL).await.unwrap();
+
+    let (status, body) = put_env(&app, "acme", "pr-1", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    let (status, body) = delete_env(&app, "acme", "pr-1", "?wait=10").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let id: Uuid = sqlx::query_scalar(
+        "select id from environments where tenant_id = 'acme' and ephemeral_id = 'pr-1'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    // Each change's notification says the revision and status the row then
+    // had: the DELETE's is built in SQL, the others in Rust; all must read.
+    assert_eq!(
+        notices(&mut listener, id, Duration::from_millis(500)).await,
+        [
+            Some((1, Status::Pending)),
+            Some((1, Status::Ready)),
+            Some((2, Status::Deleting)),
+            Some((2, Status::Deleted)),
+        ]
+    );
+    for (write, expected) in [("put", 1), ("delete", 1), ("outcome", 2)] {
+        assert_eq!(writes(&app, write, "statement").await, expected, "{write}");
+        assert_eq!(writes(&app, write, "transaction").await, 0, "{write}");
+    }
+
+    // The audit trail the transactions would have written, details included.
+    let (key, client_side_id): (String, String) =
+        sqlx::query_as("select environment_key, client_side_id from environments where id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let audit: Vec<AuditRow> = sqlx::query_as(
+        "select actor, action, ephemeral_id, environment_key, details from audit_events
+          where tenant_id = 'acme' and action like 'environment.%' order by id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.1.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "environment.create_requested",
+            "environment.ready",
+            "environment.delete_requested",
+            "environment.deleted",
+        ]
+    );
+    for (actor, action, ephemeral_id, environment_key, _) in &audit {
+        assert_eq!(ephemeral_id.as_deref(), Some("pr-1"), "{action}");
+        assert_eq!(environment_key.as_deref(), Some(key.as_str()), "{action}");
+        let by_system = action == "environment.ready" || action == "environment.deleted";
+        assert_eq!(actor.starts_with("api:"), !by_system, "{action}: {actor}");
+        assert_eq!(actor == "system", by_system, "{action}: {actor}");
+    }
+    assert_eq!(
+        audit[0].4,
+        json!({"generation": 1, "project_key": "demo", "source_environment_key": "staging",
+               "flags": {}, "expires_at": null})
+    );
+    assert_eq!(
+        audit[1].4,
+        json!({"generation": 1, "adopted": false, "client_side_id": client_side_id})
+    );
+    assert_eq!(audit[2].4, json!({"generation": 1}));
+    assert_eq!(audit[3].4, json!({"generation": 1, "left_untouched": null}));
+
+    // Both jobs ran to done; nothing is left open.
+    let jobs: Vec<(String, i32)> = sqlx::query_as(
+        "select state, attempts from jobs where environment_id = $1 order by created_at",
+    )
+    .bind(id)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(jobs, [("done".to_owned(), 1), ("done".to_owned(), 1)]);
+}
+
+#[tokio::test]
+async fn a_put_never_writes_past_a_transaction_holding_the_ids_lock_and_takes_the_locked_path() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, false).await;
+    ready_tenant(&app, "acme").await;
+
+    let mut tx = app.db.begin().await.unwrap();
+    lock_ephemeral(
+        &mut tx,
+        &tenant("acme"),
+        &EphemeralId::parse("held").unwrap(),
+    )
+    .await
+    .unwrap();
+    let put = put_env(&app, "acme", "held", "?wait=0", None);
+    tokio::pin!(put);
+    tokio::select! {
+        answer = &mut put => panic!("the PUT did not wait for the lock: {answer:?}"),
+        () = tokio::time::sleep(Duration::from_millis(400)) => {}
+    }
+    let written: i64 = sqlx::query_scalar(
+        "select count(*) from environments where tenant_id = 'acme' and ephemeral_id = 'held'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        written, 0,
+        "nothing is written while another holds the lock"
+    );
+    tx.commit().await.unwrap();
+
+    let (status, body) = put.await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["generation"], 1, "{body}");
+    assert_eq!(writes(&app, "put", "transaction").await, 1);
+    assert_eq!(writes(&app, "put", "statement").await, 0);
+    // A repeat, with nobody holding the lock, finds it without writing.
+    let (status, again) = put_env(&app, "acme", "held", "?wait=0", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["launchdarkly"], body["launchdarkly"]);
+    assert_eq!(writes(&app, "put", "statement").await, 0);
+    assert_eq!(writes(&app, "put", "transaction").await, 1);
+}
