@@ -76,7 +76,10 @@ pub async fn readiness(db: &PgPool, tenant: &TenantId) -> Result<Readiness, Tena
 /// The settings of a tenant that exists, is not being offboarded, is
 /// connected and has chosen a project and a source. One statement (the
 /// tenant view's): every environment request asks it.
-pub async fn ready(db: &PgPool, tenant: &TenantId) -> Result<TenantSettings, TenantError> {
+pub async fn ready<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    tenant: &TenantId,
+) -> Result<TenantSettings, TenantError> {
     let overview = tenants::overview(db, tenant)
         .await?
         .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;

@@ -231,22 +231,20 @@ async fn insert_generation(
     Ok((record, job, planned.details()))
 }
 
-/// The common case of [`ensure_environment`], without a transaction:
-/// generation `generation` (the newest one seen, plus one) inserted with its
+/// The common case of [`ensure_environment`], without a transaction: the
+/// `planned` generation (the newest one seen, plus one) inserted with its
 /// job, audit row and wake-ups in one statement
 /// (`environments::insert_requested`). `None` when that wrote nothing: a
 /// request for the same id holds its lock or got there first, or the tenant
 /// is being offboarded; the caller takes the locked path, which tells.
 async fn insert_unlocked(
     state: &AppState,
+    conn: &mut sqlx::PgConnection,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
-    settings: &TenantSettings,
-    request: &EnvironmentRequest,
-    generation: i32,
+    planned: &Planned<'_>,
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
-    let planned = Planned::new(state, tenant, ephemeral_id, settings, request, generation)?;
     let here = offer_here(state);
     let notice = notify::notice_of(
         planned.id,
@@ -254,7 +252,7 @@ async fn insert_unlocked(
         EnvironmentStatus::Pending,
     );
     let inserted = environments::insert_requested(
-        &state.db,
+        conn,
         &planned.row(tenant, ephemeral_id),
         (
             actor,
@@ -291,11 +289,15 @@ pub async fn ensure_environment(
     actor: &str,
 ) -> Result<Ensured> {
     let request = request.normalized()?;
-    let settings = tenants::ready(&state.db, tenant).await?;
+    // One connection for the statements of the common case (each connection
+    // sqlx takes back costs a round trip to check it), given back before the
+    // locked path takes another.
+    let mut conn = state.db.acquire().await?;
+    let settings = tenants::ready(&mut *conn, tenant).await?;
     // First without a lock: a repeat finds its generation, a new id gets
     // one in one statement. What that cannot settle (a failed generation to
     // retry, a request that raced this one) takes the lock below.
-    match environments::current(&state.db, tenant, ephemeral_id).await? {
+    match environments::current(&mut *conn, tenant, ephemeral_id).await? {
         Some(live) if live.desired == Desired::Present => {
             if stored_request(&live)? != request {
                 return Err(EnvironmentError::ConflictingRequest(ephemeral_id.clone()));
@@ -309,16 +311,10 @@ pub async fn ensure_environment(
         }
         newest => {
             let generation = newest.map_or(0, |row| row.generation) + 1;
-            if let Some(record) = insert_unlocked(
-                state,
-                tenant,
-                ephemeral_id,
-                &settings,
-                &request,
-                generation,
-                actor,
-            )
-            .await?
+            let planned =
+                Planned::new(state, tenant, ephemeral_id, &settings, &request, generation)?;
+            if let Some(record) =
+                insert_unlocked(state, &mut conn, tenant, ephemeral_id, &planned, actor).await?
             {
                 return Ok(Ensured {
                     record,
@@ -327,6 +323,7 @@ pub async fn ensure_environment(
             }
         }
     }
+    drop(conn);
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     if let Some(existing) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await? {

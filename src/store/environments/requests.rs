@@ -136,8 +136,8 @@ pub const FIRST_REVISION: i32 = 1;
 ///
 /// Every other row comes from the generation's insert (`ins`), so nothing
 /// is written or sent unless it is.
-pub async fn insert_requested(
-    db: &PgPool,
+pub async fn insert_requested<'e>(
+    db: impl PgExecutor<'e>,
     new: &NewEnvironment<'_>,
     (actor, action, details): (&str, &str, &Value),
     notice: &str,
@@ -205,8 +205,8 @@ pub async fn insert_requested(
 /// update's output, so the environment row is locked first. The
 /// notification's text is `notify::notice_of`'s, built here in SQL from the
 /// updated row.
-pub async fn mark_absent_requested(
-    db: &PgPool,
+pub async fn mark_absent_requested<'e>(
+    db: impl PgExecutor<'e>,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
     actor: &str,
