@@ -714,6 +714,23 @@ async fn maintain(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many of the lifecycle phases' row updates were heap-only (HOT: no
+/// index entry written) on the two hot tables. Postgres's statistics lag by
+/// up to a second, hence the wait.
+async fn print_updates(db: &PgPool) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select relname::text, n_tup_upd, n_tup_hot_upd from pg_stat_user_tables
+          where relname in ('environments', 'jobs') order by relname",
+    )
+    .fetch_all(db)
+    .await?;
+    for (table, updates, hot) in rows {
+        println!("  ({table}: {updates} row updates, {hot} of them heap-only)");
+    }
+    Ok(())
+}
+
 async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let whole = Instant::now();
     let seconds = Duration::from_secs(flags.seconds.unwrap_or(if flags.quick { 5 } else { 30 }));
@@ -1022,6 +1039,7 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let max_rate = max_done as f64 / seconds.as_secs_f64();
     println!("  saturation: {max_done} lifecycles ({max_failed} failed) in {seconds:?}");
     sim.clear_requests();
+    print_updates(&db).await?;
 
     table.add(
         "create+delete lifecycles/s sustained",
