@@ -1017,6 +1017,10 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     }
 
     let rate = flags.rate;
+    // Not counted: the replicas' pools open their connections and prepare
+    // their statements, as a replica in service has long done.
+    let (warm, _, _, _) = closed_loop(&api, 16, Duration::from_secs(1), load_accounts).await;
+    println!("lifecycles: warmed up with {warm} lifecycles in 1 s (not counted)");
     maintain(database_url).await?;
     println!("lifecycles: open loop at {rate}/s for {seconds:?} over {load_accounts} tenants");
     let offered_at = Instant::now();
