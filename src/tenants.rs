@@ -4,6 +4,7 @@
 
 use sqlx::PgPool;
 
+use crate::app::AppState;
 use crate::ids::TenantId;
 use crate::store::connections::{self, ConnectionStatus};
 use crate::store::settings::{self, TenantSettings};
@@ -92,4 +93,22 @@ pub async fn ready<'e>(
         Some(ConnectionStatus::Connected) => {}
     }
     overview.settings.ok_or(TenantError::SettingsMissing)
+}
+
+/// [`ready`], from this replica's cache when it found the tenant ready
+/// within the last few seconds and nothing about the tenant changed since
+/// (see `app::TenantCache`); otherwise read, and remembered if ready.
+pub async fn ready_cached<'e>(
+    state: &AppState,
+    db: impl sqlx::PgExecutor<'e>,
+    tenant: &TenantId,
+) -> Result<TenantSettings, TenantError> {
+    let cache = &state.lifecycle.tenants;
+    if let Some(settings) = cache.ready(tenant) {
+        return Ok(settings);
+    }
+    let epoch = cache.epoch();
+    let settings = ready(db, tenant).await?;
+    cache.remember_ready(tenant, &settings, epoch);
+    Ok(settings)
 }

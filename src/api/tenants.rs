@@ -142,6 +142,7 @@ pub async fn delete_tenant(
         let connection = connections::delete(&mut *tx, &scope.tenant).await?;
         tenants::delete(&mut *tx, &scope.tenant).await?;
         tx.commit().await?;
+        state.lifecycle.tenants.evict(scope.tenant.as_str());
         // The tokens are gone from here; the grant should not outlive them.
         revoke_if_oauth(&state, connection.as_ref()).await;
         tracing::info!("tenant offboarded");
@@ -156,6 +157,7 @@ pub async fn delete_tenant(
     )
     .await?;
     tx.commit().await?;
+    state.lifecycle.tenants.evict(scope.tenant.as_str());
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"id": scope.tenant, "status": "offboarding", "live_environments": live})),

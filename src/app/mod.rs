@@ -7,6 +7,7 @@
 
 mod locks;
 mod runtime;
+mod tenant_cache;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::metrics::Metrics;
 pub use locks::RefreshLocks;
 pub(crate) use runtime::{Change, Offer};
 pub use runtime::{FALLBACK_POLL, Runtime};
+pub use tenant_cache::{TENANT_CACHE_TTL, TenantCache};
 
 /// Everything a handler or worker may need. Handlers take what they use.
 ///

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::TenantCache;
 use crate::store::api_keys::KeyCache;
 use crate::store::environments::{EnvironmentRow, Status};
 
@@ -135,6 +136,8 @@ pub struct Runtime {
     waiters: Mutex<Watches>,
     /// API keys this replica checked recently; revocations evict them.
     pub api_keys: KeyCache,
+    /// Tenants' readiness and connections this replica read recently.
+    pub tenants: TenantCache,
     offers: Mutex<VecDeque<Offer>>,
     /// Workers waiting for work.
     idle: AtomicUsize,
@@ -154,6 +157,7 @@ impl Runtime {
             outbox: Notify::new(),
             waiters: Mutex::new(Watches::default()),
             api_keys: KeyCache::default(),
+            tenants: TenantCache::default(),
             offers: Mutex::new(VecDeque::new()),
             idle: AtomicUsize::new(0),
         }

@@ -29,6 +29,7 @@ pub async fn disconnect(
     event.details = json!({ "auth_kind": conn.auth_kind, "account_id": conn.account_id });
     audit::record(&mut *tx, tenant, state.now(), event).await?;
     tx.commit().await?;
+    state.lifecycle.tenants.evict(tenant.as_str());
     revoke_if_oauth(state, Some(&conn)).await;
     Ok(true)
 }
@@ -128,6 +129,7 @@ pub async fn connect(
     event.details = json!({ "auth_kind": new.auth_kind, "account_id": account_id });
     audit::record(&mut *tx, tenant, state.now(), event).await?;
     tx.commit().await?;
+    state.lifecycle.tenants.evict(tenant.as_str());
     // A replaced OAuth grant is no longer needed.
     revoke_if_oauth(state, previous.as_ref()).await;
     Ok(())

@@ -46,9 +46,18 @@ pub async fn credential(
     state: &AppState,
     tenant: &TenantId,
 ) -> Result<TenantCredential, ConnectionError> {
-    let conn = connections::get(&state.db, tenant)
-        .await?
-        .ok_or(ConnectionError::NotConnected)?;
+    let cache = &state.lifecycle.tenants;
+    let conn = match cache.connection(tenant) {
+        Some(conn) => conn,
+        None => {
+            let epoch = cache.epoch();
+            let conn = connections::get(&state.db, tenant)
+                .await?
+                .ok_or(ConnectionError::NotConnected)?;
+            cache.remember_connection(tenant, &conn, epoch);
+            conn
+        }
+    };
     if conn.status == ConnectionStatus::NeedsReconnect {
         return Err(ConnectionError::NeedsReconnect);
     }
@@ -57,7 +66,9 @@ pub async fn credential(
             .access_expires_at
             .is_some_and(|at| at <= state.now() + REFRESH_MARGIN);
     if expiring {
-        return refresh(state, tenant, conn.token_version).await;
+        let refreshed = refresh(state, tenant, conn.token_version).await;
+        state.lifecycle.tenants.evict(tenant.as_str());
+        return refreshed;
     }
     open_credential(state, &conn)
 }
@@ -65,6 +76,18 @@ pub async fn credential(
 /// After LaunchDarkly answered 401 to `stale`: refresh once (OAuth) or mark
 /// the connection as needing a reconnect (an API token that stopped working).
 pub async fn refresh_after_unauthorized(
+    state: &AppState,
+    tenant: &TenantId,
+    stale: &TenantCredential,
+) -> Result<TenantCredential, ConnectionError> {
+    // What this replica remembered is what LaunchDarkly just refused.
+    state.lifecycle.tenants.evict(tenant.as_str());
+    let refreshed = refresh_or_give_up(state, tenant, stale).await;
+    state.lifecycle.tenants.evict(tenant.as_str());
+    refreshed
+}
+
+async fn refresh_or_give_up(
     state: &AppState,
     tenant: &TenantId,
     stale: &TenantCredential,

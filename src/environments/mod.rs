@@ -293,7 +293,7 @@ pub async fn ensure_environment(
     // sqlx takes back costs a round trip to check it), given back before the
     // locked path takes another.
     let mut conn = state.db.acquire().await?;
-    let settings = tenants::ready(&mut *conn, tenant).await?;
+    let settings = tenants::ready_cached(state, &mut *conn, tenant).await?;
     // First without a lock: a repeat finds its generation, a new id gets
     // one in one statement. What that cannot settle (a failed generation to
     // retry, a request that raced this one) takes the lock below.
@@ -477,7 +477,7 @@ pub async fn request_recreate(
     ephemeral_id: &EphemeralId,
     actor: &str,
 ) -> Result<EnvironmentRecord> {
-    let settings = tenants::ready(&state.db, tenant).await?;
+    let settings = tenants::ready_cached(state, &state.db, tenant).await?;
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     let Some(present) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await?

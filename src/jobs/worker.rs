@@ -193,6 +193,7 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
         events::ENVIRONMENTS_CHANNEL,
         outbox::OUTBOX_CHANNEL,
         notify::API_KEYS_CHANNEL,
+        notify::TENANTS_CHANNEL,
     ];
     while !shutdown.is_cancelled() {
         let mut listener = match PgListener::connect_with(&state.db).await {
@@ -214,12 +215,14 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
         }
         // Revocations and changes sent while no one listened were missed.
         state.lifecycle.api_keys.clear();
+        state.lifecycle.tenants.clear();
         state.lifecycle.wake_all_waiters();
         loop {
             tokio::select! {
                 received = listener.recv() => match received {
                     Ok(n) if n.channel() == jobs::JOBS_CHANNEL => state.lifecycle.jobs.notify_one(),
                     Ok(n) if n.channel() == outbox::OUTBOX_CHANNEL => state.lifecycle.outbox.notify_one(),
+                    Ok(n) if n.channel() == notify::TENANTS_CHANNEL => state.lifecycle.tenants.evict(n.payload()),
                     Ok(n) if n.channel() == notify::API_KEYS_CHANNEL => {
                         match uuid::Uuid::parse_str(n.payload()) {
                             Ok(id) => state.lifecycle.api_keys.evict(id),

@@ -228,6 +228,8 @@ pub async fn validate_and_save(
     });
     audit::record(&mut *tx, tenant, state.now(), event).await?;
     tx.commit().await?;
+    // Every replica hears of it (a trigger); this one forgets it at once.
+    state.lifecycle.tenants.evict(tenant.as_str());
     tracing::info!(project_key = %settings.project_key, source = %settings.source_environment_key, "settings saved");
     Ok(settings)
 }

@@ -13,6 +13,9 @@ pub const JOBS_CHANNEL: &str = "ld_eaas_jobs";
 pub const OUTBOX_CHANNEL: &str = "ld_eaas_outbox";
 /// Carries changed environment ids to every replica's waiters.
 pub const ENVIRONMENTS_CHANNEL: &str = "ld_eaas_environments";
+/// Carries the id of a tenant whose row, connection or settings changed, so
+/// every replica drops it from its cache. Sent by triggers (migration 0008).
+pub const TENANTS_CHANNEL: &str = "ld_eaas_tenants";
 /// Carries the id of an API key that was revoked or deleted, so every
 /// replica drops it from its cache. Sent by a trigger on `api_keys`
 /// (migration 0004), whatever path changed the row.

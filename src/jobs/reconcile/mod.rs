@@ -249,12 +249,16 @@ async fn protected(
     existing: &Environment,
 ) -> Option<String> {
     // The tenant's current source (if in this project) and this generation's.
-    let current = settings::get(&state.db, &env.tenant_id)
-        .await
-        .ok()
-        .flatten()
-        .filter(|s| s.project_key == env.project_key)
-        .map(|s| s.source_environment_key);
+    let cached = state.lifecycle.tenants.ready(&env.tenant_id);
+    let current = match cached {
+        Some(settings) => Some(settings),
+        None => settings::get(&state.db, &env.tenant_id)
+            .await
+            .ok()
+            .flatten(),
+    }
+    .filter(|s| s.project_key == env.project_key)
+    .map(|s| s.source_environment_key);
     let mut sources = vec![env.source_environment_key.as_str()];
     if let Some(current) = current.as_deref() {
         sources.push(current);

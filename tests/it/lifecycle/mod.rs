@@ -11,6 +11,7 @@ mod queue;
 mod safety;
 mod settings;
 mod statements;
+mod tenant_cache;
 pub(crate) mod time;
 
 use std::sync::Arc;
