@@ -35,6 +35,17 @@
 //! job's lease, then 4; offboarding and TTL expiry lock 2 then 3;
 //! `jobs::conclude` locks only the job row.
 //!
+//! The one-statement writes of the common cases keep the same order inside
+//! their statement: [`environments::mark_absent_requested`] (a DELETE)
+//! updates the environment row and upserts its job from the update's output
+//! (2, then 3); [`environments::settle`] (a worker's created or deleted
+//! outcome) locks the environment row in a CTE that the job's update reads
+//! before it locks the job row (2, then 3), and leaves the offboarding case
+//! (4) to the transaction. [`environments::insert_requested`] (a PUT) only
+//! inserts, and takes lock 1 with `pg_try_advisory_xact_lock`, which never
+//! waits: if a transaction holds it, the statement writes nothing and the
+//! caller takes the locked path.
+//!
 //! Not part of the order, because nobody waits for them or they wait for
 //! nothing while holding another lock:
 //! - inserts (new generations, new jobs, audit rows, the webhook outbox,
