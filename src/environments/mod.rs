@@ -211,32 +211,54 @@ impl<'a> Planned<'a> {
     }
 }
 
-/// Inserts the next generation of `ephemeral_id` and queues its creation;
-/// returns it and its job's id (see `jobs::enqueue_reconcile`), and the
-/// details its audit row gets.
-async fn insert_generation(
+/// The next generation of `ephemeral_id`, planned under the id's lock.
+async fn plan_next<'a>(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
-    settings: &TenantSettings,
-    request: &EnvironmentRequest,
-    wake_replicas: bool,
-) -> Result<(EnvironmentRecord, Option<Uuid>, serde_json::Value)> {
-    let now = state.now();
+    settings: &'a TenantSettings,
+    request: &'a EnvironmentRequest,
+) -> Result<Planned<'a>> {
     let generation = environments::max_generation(tx, tenant, ephemeral_id).await? + 1;
-    let planned = Planned::new(state, tenant, ephemeral_id, settings, request, generation)?;
-    let record = environments::insert(tx, &planned.row(tenant, ephemeral_id), now).await?;
-    let job = jobs::enqueue_reconcile(tx, tenant, record.id, now, wake_replicas).await?;
-    Ok((record, job, planned.details()))
+    Planned::new(state, tenant, ephemeral_id, settings, request, generation)
+}
+
+/// Writes the `planned` generation with its job, its audit row (`audit`:
+/// actor, action, details) and the wake-ups, in one statement
+/// (`environments::insert_requested`); every replica's workers are woken
+/// with `wake_replicas`. `None` when it wrote nothing (the tenant is being
+/// offboarded, or, outside the id's lock, a transaction holds it).
+async fn write_planned(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    planned: &Planned<'_>,
+    (actor, action, details): (&str, AuditAction, &serde_json::Value),
+    wake_replicas: bool,
+) -> sqlx::Result<Option<EnvironmentRecord>> {
+    let notice = notify::notice_of(
+        planned.id,
+        environments::FIRST_REVISION,
+        EnvironmentStatus::Pending,
+    );
+    environments::insert_requested(
+        conn,
+        &planned.row(tenant, ephemeral_id),
+        (actor, action.as_str(), details),
+        &notice,
+        wake_replicas,
+        state.now(),
+    )
+    .await
 }
 
 /// The common case of [`ensure_environment`], without a transaction: the
-/// `planned` generation (the newest one seen, plus one) inserted with its
-/// job, audit row and wake-ups in one statement
-/// (`environments::insert_requested`). `None` when that wrote nothing: a
-/// request for the same id holds its lock or got there first, or the tenant
-/// is being offboarded; the caller takes the locked path, which tells.
+/// `planned` generation (the newest one seen, plus one) written by
+/// [`write_planned`]. `None` when that wrote nothing: a request for the
+/// same id holds its lock or got there first, or the tenant is being
+/// offboarded; the caller takes the locked path, which tells.
 async fn insert_unlocked(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
@@ -246,25 +268,10 @@ async fn insert_unlocked(
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
     let here = offer_here(state);
-    let notice = notify::notice_of(
-        planned.id,
-        environments::FIRST_REVISION,
-        EnvironmentStatus::Pending,
-    );
-    let inserted = environments::insert_requested(
-        conn,
-        &planned.row(tenant, ephemeral_id),
-        (
-            actor,
-            AuditAction::EnvironmentCreateRequested.as_str(),
-            &planned.details(),
-        ),
-        &notice,
-        !here,
-        state.now(),
-    )
-    .await;
-    let record = match inserted {
+    let details = planned.details();
+    let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
+    let record = match write_planned(state, conn, tenant, ephemeral_id, planned, audit, !here).await
+    {
         Ok(Some(record)) => record,
         Ok(None) => return Ok(None),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
@@ -360,28 +367,15 @@ pub async fn ensure_environment(
         });
     }
     let here = offer_here(state);
-    let (record, job, details) = insert_generation(
-        state,
-        &mut tx,
-        tenant,
-        ephemeral_id,
-        &settings,
-        &request,
-        !here,
-    )
-    .await?;
-    events::announce(
-        state,
-        &mut tx,
-        &record,
-        actor,
-        AuditAction::EnvironmentCreateRequested,
-        details,
-        None,
-    )
-    .await?;
+    let planned = plan_next(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    let details = planned.details();
+    let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
+    // This transaction holds the id's lock, so the statement's try succeeds.
+    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit, !here)
+        .await?
+        .ok_or(TenantError::Offboarding)?;
     tx.commit().await?;
-    hand_over(state, here, job.is_some(), &record);
+    hand_over(state, here, true, &record);
     count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
     Ok(Ensured {
@@ -489,31 +483,17 @@ pub async fn request_recreate(
     let old = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
     // Environment rows before job rows (the lock order in `crate::store`):
     // the new generation (and its new job) first, then the old one's job.
-    let (record, _, _) = insert_generation(
-        state,
-        &mut tx,
-        tenant,
-        ephemeral_id,
-        &settings,
-        &request,
-        true,
-    )
-    .await?;
+    let planned = plan_next(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
+    let details = json!({
+        "previous_generation": old.generation,
+        "previous_environment_key": old.environment_key,
+        "generation": planned.generation,
+    });
+    let audit = (actor, AuditAction::EnvironmentRecreateRequested, &details);
+    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit, true)
+        .await?
+        .ok_or(TenantError::Offboarding)?;
     jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
-    events::announce(
-        state,
-        &mut tx,
-        &record,
-        actor,
-        AuditAction::EnvironmentRecreateRequested,
-        json!({
-            "previous_generation": old.generation,
-            "previous_environment_key": old.environment_key,
-            "generation": record.generation,
-        }),
-        None,
-    )
-    .await?;
     events::notify_changed(&mut tx, old.id).await?;
     tx.commit().await?;
     Ok(record)

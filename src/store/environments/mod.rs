@@ -46,7 +46,7 @@ pub use outcomes::{
     HeldJob, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
 };
 pub use requests::{
-    FIRST_REVISION, current, get, get_for_update, insert, insert_requested, list, lock_ephemeral,
+    FIRST_REVISION, current, get, get_for_update, insert_requested, list, lock_ephemeral,
     mark_absent, mark_absent_requested, max_generation, present_for_update, rearm,
 };
 

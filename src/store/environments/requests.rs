@@ -84,37 +84,6 @@ pub async fn max_generation(
     .await
 }
 
-pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    new: &NewEnvironment<'_>,
-    now: DateTime<Utc>,
-) -> sqlx::Result<EnvironmentRow> {
-    rows!(
-        "insert into environments (id, tenant_id, ephemeral_id, generation, desired, status, request,
-                                   project_key, environment_key, environment_name, source_environment_key,
-                                   color, tags, flags, expires_at, created_at, updated_at)
-         values ($1, $2, $3, $4, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
-         returning";
-        "",
-        new.id,
-        new.tenant.as_str(),
-        new.ephemeral_id.as_str(),
-        new.generation,
-        new.request,
-        new.project_key,
-        new.environment_key,
-        new.environment_name,
-        new.source_environment_key,
-        new.color,
-        new.tags,
-        new.flags,
-        new.expires_at as Option<DateTime<Utc>>,
-        now as DateTime<Utc>,
-    )
-    .fetch_one(&mut **tx)
-    .await
-}
-
 /// The revision of a generation when it is inserted.
 pub const FIRST_REVISION: i32 = 1;
 
