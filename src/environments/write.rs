@@ -1,0 +1,207 @@
+//! How a request's writes are made: a new generation planned and written
+//! in one statement (its row, job, audit row and notifications), counted by
+//! the path it took, and its job handed to this replica's idle workers.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{EnvironmentRecord, EnvironmentRequest, EnvironmentStatus, Result};
+use crate::app::{AppState, Offer};
+use crate::audit::AuditAction;
+use crate::ids::{EphemeralId, TenantId};
+use crate::naming;
+use crate::store::environments::{self, NewEnvironment};
+use crate::store::notify;
+use crate::store::settings::TenantSettings;
+
+/// Whether this call hands its job to an idle worker of this replica
+/// ([`hand_over`]) instead of waking the workers of every replica: the job
+/// is then claimed through its environment, with the row as committed, and no other replica is
+/// disturbed. Only while a worker here waits for work and is not yet
+/// promised another offer, so under load every job is claimed from the
+/// queue, oldest first. The job is queued like any other, so if this replica
+/// dies first, another claims it at its next poll.
+pub(super) fn offer_here(state: &AppState) -> bool {
+    state.lifecycle.can_take_offer()
+}
+
+/// After the commit: offers the environment's job, if it was queued, to
+/// this replica's workers.
+pub(super) fn hand_over(state: &AppState, here: bool, queued: bool, record: &EnvironmentRecord) {
+    if here && queued {
+        state.lifecycle.offer(Offer {
+            record: record.clone(),
+        });
+    }
+}
+
+/// Counts a lifecycle write by the way it went: `statement` (the common
+/// case, one statement without a transaction) or `transaction` (the locked
+/// path, when the statement could not settle it). `write`: `put`, `delete`
+/// or `outcome`.
+pub(crate) fn count_write(state: &AppState, write: &'static str, path: &'static str) {
+    state.metrics.inc(
+        "ld_eaas_lifecycle_writes_total",
+        "Environment requests and job outcomes written, by write and by path (one statement or a transaction)",
+        &[("write", write), ("path", path)],
+    );
+}
+
+/// A new generation's row, worked out from the settings and the request.
+pub(super) struct Planned<'a> {
+    id: Uuid,
+    pub(super) generation: i32,
+    key: String,
+    name: String,
+    project: &'a str,
+    source: &'a str,
+    color: &'a str,
+    tags: Vec<String>,
+    request: serde_json::Value,
+    flags: serde_json::Value,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Planned<'a> {
+    pub(super) fn new(
+        state: &AppState,
+        tenant: &TenantId,
+        ephemeral_id: &EphemeralId,
+        settings: &'a TenantSettings,
+        request: &'a EnvironmentRequest,
+        generation: i32,
+    ) -> Result<Self> {
+        let name = match &request.name {
+            Some(name) => name.clone(),
+            None => {
+                naming::environment_name(&settings.name_template, tenant, ephemeral_id, generation)
+            }
+        };
+        let ttl = request.ttl_seconds.or(settings.default_ttl_seconds);
+        Ok(Self {
+            id: Uuid::new_v4(),
+            generation,
+            key: naming::environment_key(&settings.key_prefix, tenant, ephemeral_id, generation),
+            name,
+            // A request's project comes with its own source (checked by `normalized`).
+            project: request
+                .project_key
+                .as_deref()
+                .unwrap_or(&settings.project_key),
+            source: request
+                .source_environment_key
+                .as_deref()
+                .unwrap_or(&settings.source_environment_key),
+            color: &settings.color,
+            tags: naming::environment_tags(&state.config.instance_tag(), tenant, &request.tags),
+            request: serde_json::to_value(request).map_err(anyhow::Error::from)?,
+            flags: serde_json::to_value(&request.flags).map_err(anyhow::Error::from)?,
+            expires_at: ttl.map(|s| state.now() + chrono::Duration::seconds(s)),
+        })
+    }
+
+    fn row<'r>(
+        &'r self,
+        tenant: &'r TenantId,
+        ephemeral_id: &'r EphemeralId,
+    ) -> NewEnvironment<'r> {
+        NewEnvironment {
+            id: self.id,
+            tenant,
+            ephemeral_id,
+            generation: self.generation,
+            request: self.request.clone(),
+            project_key: self.project,
+            environment_key: &self.key,
+            environment_name: &self.name,
+            source_environment_key: self.source,
+            color: self.color,
+            tags: &self.tags,
+            flags: self.flags.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The audit details of `environment.create_requested`.
+    pub(super) fn details(&self) -> serde_json::Value {
+        json!({
+            "generation": self.generation,
+            "project_key": self.project,
+            "source_environment_key": self.source,
+            "flags": self.flags,
+            "expires_at": self.expires_at,
+        })
+    }
+}
+
+/// The next generation of `ephemeral_id`, planned under the id's lock.
+pub(super) async fn plan_next<'a>(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    settings: &'a TenantSettings,
+    request: &'a EnvironmentRequest,
+) -> Result<Planned<'a>> {
+    let generation = environments::max_generation(tx, tenant, ephemeral_id).await? + 1;
+    Planned::new(state, tenant, ephemeral_id, settings, request, generation)
+}
+
+/// Writes the `planned` generation with its job, its audit row (`audit`:
+/// actor, action, details) and the wake-ups, in one statement
+/// (`environments::insert_requested`); every replica's workers are woken
+/// with `wake_replicas`. `None` when it wrote nothing (the tenant is being
+/// offboarded, or, outside the id's lock, a transaction holds it).
+pub(super) async fn write_planned(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    planned: &Planned<'_>,
+    (actor, action, details): (&str, AuditAction, &serde_json::Value),
+    wake_replicas: bool,
+) -> sqlx::Result<Option<EnvironmentRecord>> {
+    let notice = notify::notice_of(
+        planned.id,
+        environments::FIRST_REVISION,
+        EnvironmentStatus::Pending,
+    );
+    environments::insert_requested(
+        conn,
+        &planned.row(tenant, ephemeral_id),
+        (actor, action.as_str(), details),
+        &notice,
+        wake_replicas,
+        state.now(),
+    )
+    .await
+}
+
+/// The common case of [`super::ensure_environment`], without a transaction: the
+/// `planned` generation (the newest one seen, plus one) written by
+/// [`write_planned`]. `None` when that wrote nothing: a request for the
+/// same id holds its lock or got there first, or the tenant is being
+/// offboarded; the caller takes the locked path, which tells.
+pub(super) async fn insert_unlocked(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    tenant: &TenantId,
+    ephemeral_id: &EphemeralId,
+    planned: &Planned<'_>,
+    actor: &str,
+) -> Result<Option<EnvironmentRecord>> {
+    let here = offer_here(state);
+    let details = planned.details();
+    let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
+    let record = match write_planned(state, conn, tenant, ephemeral_id, planned, audit, !here).await
+    {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(None),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    hand_over(state, here, true, &record);
+    count_write(state, "put", "statement");
+    tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
+    Ok(Some(record))
+}
