@@ -16,8 +16,8 @@ use crate::store::settings::TenantSettings;
 
 /// Whether this call hands its job to an idle worker of this replica
 /// ([`hand_over`]) instead of waking the workers of every replica: the job
-/// is then claimed through its environment, with the row as committed, and no other replica is
-/// disturbed. Only while a worker here waits for work and is not yet
+/// is then claimed through its environment, with the row as committed, and
+/// no other replica is disturbed. Only while a worker here waits for work and is not yet
 /// promised another offer, so under load every job is claimed from the
 /// queue, oldest first. The job is queued like any other, so if this replica
 /// dies first, another claims it at its next poll.
