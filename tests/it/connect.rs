@@ -157,14 +157,7 @@ async fn approve(authorize_url: &str) -> String {
 
 /// The settings page after a redirect, to read the flash message.
 async fn settings_page(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/settings"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.text("/settings").await
 }
 
 async fn connection_count(app: &TestApp) -> i64 {

@@ -276,18 +276,7 @@ async fn two_replicas_on_one_database_converge_when_one_is_killed_mid_run() {
         c
     };
     let a = spawn_with(&sim, true, tune).await;
-    let keyring = a.state.config.keyring.clone();
-    let base = sim.base_url();
-    let b = spawn_app_on(
-        TestDatabase::shared(&a.database.url),
-        &["--launchdarkly-url", &base, "--workers", "8"],
-        move |c| {
-            let mut c = tune(fast(c, true));
-            c.keyring = keyring;
-            c
-        },
-    )
-    .await;
+    let b = spawn_beside(&sim, &a, true, tune).await;
     let _clock = ClockDriver::start(vec![a.clock.clone(), b.clock.clone()]);
     let tenants = accounts(&sim, &a, 4).await;
     sim.set_faults(Faults {

@@ -84,6 +84,27 @@ pub async fn spawn_with(
     .await
 }
 
+/// A second replica on `first`'s database (and keyring), as [`spawn_with`].
+pub async fn spawn_beside(
+    sim: &Simulator,
+    first: &TestApp,
+    workers: bool,
+    adjust: impl FnOnce(Config) -> Config + Send + 'static,
+) -> TestApp {
+    let keyring = first.state.config.keyring.clone();
+    let base = sim.base_url();
+    spawn_app_on(
+        TestDatabase::shared(&first.database.url),
+        &["--launchdarkly-url", &base, "--workers", "8"],
+        move |c| {
+            let mut c = adjust(fast(c, workers));
+            c.keyring = keyring;
+            c
+        },
+    )
+    .await
+}
+
 pub fn tenant(id: &str) -> TenantId {
     TenantId::parse(id).unwrap()
 }

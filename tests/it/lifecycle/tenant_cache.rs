@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::support::helpers::{TestApp, TestDatabase, spawn_app_on};
+use crate::support::helpers::TestApp;
 
 /// The source environment a PUT on `app` creates from, for a fresh id.
 async fn source_of_next(app: &TestApp, id: &str) -> (StatusCode, Value) {
@@ -39,18 +39,7 @@ async fn until_source(app: &TestApp, source: &str, limit: Duration) -> Duration 
 async fn a_tenant_changed_on_another_replica_or_by_hand_is_forgotten_by_every_replica_at_once() {
     let sim = start_sim().await;
     let a = spawn(&sim, false).await;
-    let keyring = a.state.config.keyring.clone();
-    let base = sim.base_url();
-    let b = spawn_app_on(
-        TestDatabase::shared(&a.database.url),
-        &["--launchdarkly-url", &base, "--workers", "8"],
-        move |c| {
-            let mut c = fast(c, false);
-            c.keyring = keyring;
-            c
-        },
-    )
-    .await;
+    let b = spawn_beside(&sim, &a, false, |c| c).await;
     ready_tenant(&a, "acme").await;
 
     // A remembers acme's settings.

@@ -311,8 +311,13 @@ impl TestApp {
 
     /// The Prometheus text `/metrics` serves now.
     pub async fn metrics(&self) -> String {
+        self.text("/metrics").await
+    }
+
+    /// The body of a GET of `path` with this app's client (and its cookies).
+    pub async fn text(&self, path: &str) -> String {
         self.client
-            .get(self.url("/metrics"))
+            .get(self.url(path))
             .send()
             .await
             .unwrap()
