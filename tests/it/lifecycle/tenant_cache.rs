@@ -42,10 +42,19 @@ async fn a_tenant_changed_on_another_replica_or_by_hand_is_forgotten_by_every_re
     let b = spawn_beside(&sim, &a, false, |c| c).await;
     ready_tenant(&a, "acme").await;
 
-    // A remembers acme's settings.
-    let (status, source) = source_of_next(&a, "first").await;
-    assert_eq!((status, source), (StatusCode::ACCEPTED, json!("staging")));
-    assert!(a.state.lifecycle.tenants.ready(&tenant("acme")).is_some());
+    // A remembers acme's settings (once the notifications of the set-up
+    // itself, which evict it, have all arrived).
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    eventually(Duration::from_secs(5), "A remembers acme", || async {
+        let id = format!(
+            "first-{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (status, source) = source_of_next(&a, &id).await;
+        assert_eq!((status, source), (StatusCode::ACCEPTED, json!("staging")));
+        a.state.lifecycle.tenants.ready(&tenant("acme")).is_some()
+    })
+    .await;
 
     // Saved on B: A creates from the new source well before its entry
     // would have expired (the notification, not the TTL).
@@ -64,7 +73,8 @@ async fn a_tenant_changed_on_another_replica_or_by_hand_is_forgotten_by_every_re
     let took = until_source(&a, "staging", ttl / 2).await;
     eprintln!("A saw the hand edit after {took:?}");
 
-    // Disconnected on B: A refuses the next PUT.
+    // Disconnected on B: A refuses the next PUT. (A remembers acme again:
+    // the PUT that saw the hand edit read it after the edit's notification.)
     assert!(a.state.lifecycle.tenants.ready(&tenant("acme")).is_some());
     assert!(
         connections::disconnect(&b.state, &tenant("acme"), "test")
