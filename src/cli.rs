@@ -110,8 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.into_config()?;
             let app = Application::build(config, std::sync::Arc::new(SystemClock)).await?;
             let stop = app.shutdown_token();
+            let signalled = shutdown_signal();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                signalled.await;
                 stop.cancel();
             });
             app.run_until_stopped().await
@@ -120,8 +121,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let _log = telemetry::init_server(args.serve.log_format);
             let demo = crate::demo::Demo::start(*args, std::sync::Arc::new(SystemClock)).await?;
             let stop = demo.app.shutdown_token();
+            // Installed before the instructions are printed, so Ctrl-C the
+            // moment they appear still stops the demo gracefully.
+            let signalled = shutdown_signal();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                signalled.await;
                 stop.cancel();
             });
             println!("{}", demo.info.instructions());
@@ -226,24 +230,36 @@ async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM (what container runtimes send) starts a graceful stop.
-pub async fn shutdown_signal() {
+/// The handlers are installed by this call, not when the future is first
+/// polled: a signal that arrives right after (the demo prints its
+/// instructions, and someone presses Ctrl-C at once) stops the process
+/// gracefully instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let installed = signal(SignalKind::interrupt()).and_then(|int| {
+            let term = signal(SignalKind::terminate())?;
+            Ok((int, term))
+        });
+        async move {
+            match installed {
+                Ok((mut int, mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
