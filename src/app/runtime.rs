@@ -99,15 +99,17 @@ impl Watch {
 
     fn record(&self, change: Change) {
         let mut latest = locked(&self.latest);
-        // A notification of the outcome a worker here already handed over,
-        // or of an earlier state (the API's own commit, whose notification
-        // can arrive after the worker's hand-over), says nothing new: keep
-        // the record. Within a revision the outcome is the last state.
-        if let (Change::Notice(Some((revision, status))), Change::Settled(row)) =
-            (&change, &latest.1)
-        {
-            if *revision < row.revision
-                || (*revision == row.revision && (*status == row.status || !status.is_final()))
+        // A notification of what is already known says nothing new: the
+        // outcome a worker here already handed over, a duplicate, or an
+        // earlier state arriving late. Notifications can overtake each
+        // other: the API announces its write after its commit
+        // (`store::notify::announce_committed`), and a worker may have
+        // settled the job before that. Within a revision the outcome is the
+        // last state (every step back to work bumps the revision).
+        if let (Change::Notice(Some(said)), Some(known)) = (&change, latest.1.says()) {
+            let (revision, status) = *said;
+            if revision < known.0
+                || (revision == known.0 && (status == known.1 || !status.is_final()))
             {
                 return;
             }
@@ -118,10 +120,17 @@ impl Watch {
     }
 }
 
-/// A reconcile job this replica's API just queued, offered to an idle
-/// worker here with its environment's row as committed (so the worker need
-/// not claim it from the queue or read the row first). The worker claims the
-/// environment's open job (`jobs::claim_offered`).
+impl Change {
+    /// The revision and status this change says the row reached, if it says.
+    fn says(&self) -> Option<(i32, Status)> {
+        match self {
+            Self::None | Self::Notice(None) => None,
+            Self::Notice(Some(now)) => Some(*now),
+            Self::Settled(row) => Some((row.revision, row.status)),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Offer {
     pub record: EnvironmentRow,
@@ -330,6 +339,35 @@ mod tests {
         // So does a wake-up that says nothing (the listener reconnected).
         runtime.wake_all_waiters();
         assert!(matches!(watch.latest(), (3, Change::Notice(None))));
+    }
+
+    #[test]
+    fn a_notice_overtaken_by_a_later_one_is_not_taken_back() {
+        let runtime = Runtime::new();
+        let id = Uuid::new_v4();
+        let watch = runtime.watch(id);
+        // A worker on another replica settled the DELETE before the API's
+        // announcement of it went out: the outcome's notice arrives first.
+        runtime.environment_changed(id, Some((2, Status::Deleted)));
+        runtime.environment_changed(id, Some((2, Status::Deleting)));
+        runtime.environment_changed(id, Some((1, Status::Ready)));
+        runtime.environment_changed(id, Some((2, Status::Deleted)));
+        assert!(matches!(
+            watch.latest(),
+            (1, Change::Notice(Some((2, Status::Deleted))))
+        ));
+        // A later revision is news.
+        runtime.environment_changed(id, Some((3, Status::Deleting)));
+        assert!(matches!(
+            watch.latest(),
+            (2, Change::Notice(Some((3, Status::Deleting))))
+        ));
+        // Within a revision, the outcome follows the state it ends.
+        runtime.environment_changed(id, Some((3, Status::Failed)));
+        assert!(matches!(
+            watch.latest(),
+            (3, Change::Notice(Some((3, Status::Failed))))
+        ));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use read::{
 pub use request::EnvironmentRequest;
 pub use view::{EnvironmentView, LaunchDarklyView};
 pub(crate) use write::count_write;
-use write::{Planned, hand_over, insert_unlocked, offer_here, plan_next, write_planned};
+use write::{Planned, announce, hand_over, insert_unlocked, offer_here, plan_next, write_planned};
 
 /// Why an environment call did not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -180,10 +180,11 @@ pub async fn ensure_environment(
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
     // This transaction holds the id's lock, so the statement's try succeeds.
-    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit, !here)
+    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit)
         .await?
         .ok_or(TenantError::Offboarding)?;
     tx.commit().await?;
+    announce(&state.db, &record, !here).await;
     hand_over(state, here, true, &record);
     count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
@@ -211,11 +212,11 @@ pub async fn request_delete(
         ephemeral_id,
         actor,
         AuditAction::EnvironmentDeleteRequested.as_str(),
-        !here,
         state.now(),
     )
     .await?
     {
+        announce(&state.db, &record, !here).await;
         hand_over(state, here, true, &record);
         count_write(state, "delete", "statement");
         return Ok(Some(record));
@@ -299,11 +300,12 @@ pub async fn request_recreate(
         "generation": planned.generation,
     });
     let audit = (actor, AuditAction::EnvironmentRecreateRequested, &details);
-    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit, true)
+    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit)
         .await?
         .ok_or(TenantError::Offboarding)?;
     jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
     events::notify_changed(&mut tx, old.id).await?;
     tx.commit().await?;
+    announce(&state.db, &record, true).await;
     Ok(record)
 }

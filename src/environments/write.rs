@@ -1,11 +1,12 @@
 //! How a request's writes are made: a new generation planned and written
-//! in one statement (its row, job, audit row and notifications), counted by
-//! the path it took, and its job handed to this replica's idle workers.
+//! in one statement (its row, job and audit row), announced after the
+//! commit, counted by the path it took, and its job handed to this
+//! replica's idle workers.
 
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{EnvironmentRecord, EnvironmentRequest, EnvironmentStatus, Result};
+use super::{EnvironmentRecord, EnvironmentRequest, Result};
 use crate::app::{AppState, Offer};
 use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
@@ -25,8 +26,25 @@ pub(super) fn offer_here(state: &AppState) -> bool {
     state.lifecycle.can_take_offer()
 }
 
-/// After the commit: offers the environment's job, if it was queued, to
-/// this replica's workers.
+/// After the commit of a one-statement write (or of the transaction that
+/// made it): announces the row as it now is, with `wake_replicas` waking
+/// every replica's workers too (`notify::announce_committed`). Before the
+/// job is handed over, so the change's notification goes out before its
+/// outcome's. The change is committed whatever happens here: a failure is
+/// logged, and those who would have been woken find it at their next poll.
+pub(super) async fn announce<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    record: &EnvironmentRecord,
+    wake_replicas: bool,
+) {
+    let notice = notify::environment_notice(record);
+    if let Err(err) = notify::announce_committed(db, &notice, wake_replicas).await {
+        tracing::warn!(error = %err, environment_id = %record.id, "could not announce a committed change; waiters and workers will find it at their next poll");
+    }
+}
+
+/// After the commit and the announcement: offers the environment's job, if
+/// it was queued, to this replica's workers.
 pub(super) fn hand_over(state: &AppState, here: bool, queued: bool, record: &EnvironmentRecord) {
     if here && queued {
         state.lifecycle.offer(Offer {
@@ -147,10 +165,10 @@ pub(super) async fn plan_next<'a>(
     Planned::new(state, tenant, ephemeral_id, settings, request, generation)
 }
 
-/// Writes the `planned` generation with its job, its audit row (`audit`:
-/// actor, action, details) and the wake-ups, in one statement
-/// (`environments::insert_requested`); every replica's workers are woken
-/// with `wake_replicas`. `None` when it wrote nothing (the tenant is being
+/// Writes the `planned` generation with its job and its audit row
+/// (`audit`: actor, action, details) in one statement
+/// (`environments::insert_requested`); the caller announces it after the
+/// commit ([`announce`]). `None` when it wrote nothing (the tenant is being
 /// offboarded, or, outside the id's lock, a transaction holds it).
 pub(super) async fn write_planned(
     state: &AppState,
@@ -159,19 +177,11 @@ pub(super) async fn write_planned(
     ephemeral_id: &EphemeralId,
     planned: &Planned<'_>,
     (actor, action, details): (&str, AuditAction, &serde_json::Value),
-    wake_replicas: bool,
 ) -> sqlx::Result<Option<EnvironmentRecord>> {
-    let notice = notify::notice_of(
-        planned.id,
-        environments::FIRST_REVISION,
-        EnvironmentStatus::Pending,
-    );
     environments::insert_requested(
         conn,
         &planned.row(tenant, ephemeral_id),
         (actor, action.as_str(), details),
-        &notice,
-        wake_replicas,
         state.now(),
     )
     .await
@@ -193,13 +203,13 @@ pub(super) async fn insert_unlocked(
     let here = offer_here(state);
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
-    let record = match write_planned(state, conn, tenant, ephemeral_id, planned, audit, !here).await
-    {
+    let record = match write_planned(state, conn, tenant, ephemeral_id, planned, audit).await {
         Ok(Some(record)) => record,
         Ok(None) => return Ok(None),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    announce(&mut *conn, &record, !here).await;
     hand_over(state, here, true, &record);
     count_write(state, "put", "statement");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");

@@ -1,5 +1,5 @@
 //! Periodic work every replica does: TTL expiry, sweep scheduling, queue
-//! metrics and clean-up of finished rows.
+//! metrics, clean-up of finished rows and a vacuum of the queue table.
 
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,7 @@ pub async fn housekeeping(state: &AppState) -> anyhow::Result<()> {
     let keep_jobs =
         day.max(chrono::Duration::from_std(state.config.sweep_interval * 2).unwrap_or(day));
     jobs::purge_finished(&state.db, now - keep_jobs).await?;
+    jobs::vacuum(&state.db).await?;
     outbox::purge_delivered(&state.db, now - chrono::Duration::days(7)).await?;
     PgRateLimitStore::purge(&state.db, now - chrono::Duration::hours(1)).await?;
     Ok(())

@@ -65,6 +65,31 @@
 //!   table) only when offboarding found none of its environments still being
 //!   worked on.
 
+//!
+//! # What is durable when
+//!
+//! A write the vendor is answered about commits durably (its commit waits
+//! for the disk) before the answer: a PUT's new generation and its job, a
+//! DELETE's mark and its job, every transaction. A few statements commit
+//! without waiting for the disk (`set_config('synchronous_commit', 'off',
+//! true)` in the statement, for its own transaction only), because a
+//! Postgres crash that loses them loses nothing that is not done again:
+//!
+//! - a worker's claim and lease renewal ([`jobs::claim`],
+//!   [`jobs::claim_offered`], [`jobs::heartbeat`]): lost, the job is queued
+//!   or under its old lease, and runs again;
+//! - a worker's one-statement outcome ([`environments::settle`]): lost, the
+//!   generation is back where the API's durable commit left it, its job
+//!   queued, and the job runs again. A create then finds our environment
+//!   (409) and adopts it, with the same keys; a delete finds it gone (404);
+//! - the announcement of a committed API write
+//!   ([`notify::announce_committed`]): a hint, which polling stands in for.
+//!
+//! Any later durable commit flushes these too (the log is written in
+//! order). Why it matters: Postgres holds one lock over every notifying
+//! commit until it is flushed, so durable notifying commits queue behind
+//! each other's disk flushes ([`notify`]).
+
 pub mod api_keys;
 pub mod audit;
 pub mod connect_links;

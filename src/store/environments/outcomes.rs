@@ -64,7 +64,8 @@ pub struct HeldJob<'a> {
 
 /// The workers' common case, in one statement and no transaction: a
 /// generation created or deleted as the row at `revision` asked, recorded as
-/// [`record_created`] or [`mark_deleted`] would, its job settled as done,
+/// [`record_created`] or [`mark_deleted`] would, its finished job deleted
+/// (as `jobs::settle_held` does),
 /// the audit row (`action`, `details`, as `system`) and the notification
 /// (`notice`, the row's text after the change; see `notify::notice_of`).
 /// Only if the row is still at `revision` (the vendor did not change their
@@ -72,6 +73,15 @@ pub struct HeldJob<'a> {
 /// delete, the tenant is not being offboarded (that needs its offboarding
 /// job woken, under its lock). Otherwise `None`, nothing is written, and the
 /// caller records the outcome in a transaction, which sorts out why.
+///
+/// Its commit does not wait for the disk (`synchronous_commit` off for this
+/// transaction, set by `current` when it finds the row): it notifies, and a
+/// notifying commit holds Postgres's notification lock until its flush
+/// (`crate::store::notify`). Nothing is lost if Postgres crashes before the
+/// flush: the job is then still queued, as the API's durable commit left
+/// it, and runs again; LaunchDarkly's answer is the same (the create finds
+/// our environment and adopts it, the delete finds it gone). See "What is
+/// durable when" in `crate::store`.
 ///
 /// Lock order (`crate::store`): `current` locks the environment row, and the
 /// job's update reads `current` before it locks the job row.
@@ -104,9 +114,10 @@ pub async fn settle(
              select id from environments
               where tenant_id = $1 and id = $2 and revision = $3
                 and not ($4 and exists (select 1 from tenants t where t.id = $1 and t.offboarding_at is not null))
+                and set_config('synchronous_commit', 'off', true) = 'off'
               for update
          ), held as (
-             update jobs set state = 'done', locked_by = null, locked_until = null, updated_at = $5
+             delete from jobs
               where id = $6 and locked_by = $7 and state = 'running' and exists (select 1 from current)
              returning id
          ), recorded as (

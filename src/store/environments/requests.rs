@@ -8,7 +8,6 @@ use uuid::Uuid;
 
 use super::{Desired, EnvironmentRow, FailureCode, NewEnvironment, Status};
 use crate::ids::{EphemeralId, TenantId};
-use crate::store::notify;
 
 /// The name of [`lock_ephemeral`]'s lock.
 fn ephemeral_lock_key(tenant: &TenantId, ephemeral_id: &EphemeralId) -> String {
@@ -89,10 +88,9 @@ pub const FIRST_REVISION: i32 = 1;
 
 /// The API's common case of a PUT, in one statement and no transaction: the
 /// new generation (at [`FIRST_REVISION`], status `pending`), its reconcile
-/// job, the audit row (`actor`, `action`, `details`, naming the generation's
-/// ephemeral id and key), the notification of the new row (`notice`, see
-/// `notify::notice_of`) and, with `wake_workers`, the wake-up of every
-/// replica's workers.
+/// job and the audit row (`actor`, `action`, `details`, naming the
+/// generation's ephemeral id and key). The caller announces it after the
+/// commit (`notify::announce_committed`; why not here: `crate::store::notify`).
 ///
 /// `None`, with nothing written, when the tenant is being offboarded or a
 /// transaction holds the ephemeral id's lock ([`lock_ephemeral`]; the
@@ -104,13 +102,11 @@ pub const FIRST_REVISION: i32 = 1;
 /// surprises a transaction that holds it.
 ///
 /// Every other row comes from the generation's insert (`ins`), so nothing
-/// is written or sent unless it is.
+/// is written unless it is.
 pub async fn insert_requested<'e>(
     db: impl PgExecutor<'e>,
     new: &NewEnvironment<'_>,
     (actor, action, details): (&str, &str, &Value),
-    notice: &str,
-    wake_workers: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
     rows!(
@@ -121,7 +117,7 @@ pub async fn insert_requested<'e>(
              select $1, t.id, $3, $4, $15, 'present', 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14
                from tenants t
               where t.id = $2 and t.offboarding_at is null
-                and pg_try_advisory_xact_lock(hashtextextended($23, 7))
+                and pg_try_advisory_xact_lock(hashtextextended($19, 7))
              returning *
          ), queued as (
              insert into jobs (id, tenant_id, kind, environment_id, state, run_at, created_at, updated_at)
@@ -129,7 +125,6 @@ pub async fn insert_requested<'e>(
          ), recorded as (
              insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
              select tenant_id, $14, $16, $17, ephemeral_id, environment_key, $18 from ins
-             returning pg_notify($19, $20), case when $21 then pg_notify($22, '') end
          )
          select";
         "from ins",
@@ -151,10 +146,6 @@ pub async fn insert_requested<'e>(
         actor,
         action,
         details,
-        notify::ENVIRONMENTS_CHANNEL,
-        notice,
-        wake_workers,
-        notify::JOBS_CHANNEL,
         ephemeral_lock_key(new.tenant, new.ephemeral_id),
     )
     .fetch_optional(db)
@@ -164,23 +155,19 @@ pub async fn insert_requested<'e>(
 /// The API's common case of a DELETE, in one statement and no transaction:
 /// the live generation of `ephemeral_id` marked unwanted (as
 /// [`mark_absent`]), its reconcile job queued or brought forward (as
-/// `jobs::enqueue_reconcile`), the audit row (`action`, with the generation
-/// in its details), the notification of the changed row and, with
-/// `wake_workers`, the wake-up of every replica's workers. `None` when no
-/// generation is live: nothing is written, and the caller takes the locked
-/// path to look closer.
+/// `jobs::enqueue_reconcile`) and the audit row (`action`, with the
+/// generation in its details). The caller announces it after the commit
+/// (`notify::announce_committed`). `None` when no generation is live:
+/// nothing is written, and the caller takes the locked path to look closer.
 ///
 /// Lock order (`crate::store`): the job row's upsert takes its rows from the
-/// update's output, so the environment row is locked first. The
-/// notification's text is `notify::notice_of`'s, built here in SQL from the
-/// updated row.
+/// update's output, so the environment row is locked first.
 pub async fn mark_absent_requested<'e>(
     db: impl PgExecutor<'e>,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
     actor: &str,
     action: &str,
-    wake_workers: bool,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
     rows!(
@@ -199,8 +186,6 @@ pub async fn mark_absent_requested<'e>(
              insert into audit_events (tenant_id, occurred_at, actor, action, ephemeral_id, environment_key, details)
              select tenant_id, $3, $4, $5, ephemeral_id, environment_key, jsonb_build_object('generation', generation)
                from live
-             returning pg_notify($6, (select id::text || ' ' || revision || ' ' || status from live)),
-                       case when $7 then pg_notify($8, '') end
          )
          select";
         "from live",
@@ -209,9 +194,6 @@ pub async fn mark_absent_requested<'e>(
         now as DateTime<Utc>,
         actor,
         action,
-        notify::ENVIRONMENTS_CHANNEL,
-        wake_workers,
-        notify::JOBS_CHANNEL,
     )
     .fetch_optional(db)
     .await

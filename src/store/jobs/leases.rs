@@ -1,6 +1,14 @@
 //! Claiming jobs and holding them: the claims (from the queue, or by id for
 //! a job this replica's API offered), the lease a worker renews, and the one
 //! statement that settles a held job.
+//!
+//! The claims and the lease's renewal commit without waiting for the disk
+//! (`synchronous_commit` off for their transaction alone): a claim or a
+//! renewal lost to a Postgres crash leaves the job as it was, queued or
+//! under its old lease, and it is claimed and run again. Running a job
+//! twice is already allowed for (a worker that outlives its lease), and
+//! LaunchDarkly's answers make a repeated create or delete come out the
+//! same. See "What is durable when" in `crate::store`.
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{PgExecutor, PgPool};
@@ -50,7 +58,7 @@ pub async fn claim(
          update jobs set state = 'running', locked_by = $2, locked_until = $3,
                          attempts = jobs.attempts + 1, updated_at = $1
            from next
-          where jobs.id = next.id
+          where jobs.id = next.id and set_config('synchronous_commit', 'off', true) = 'off'
          returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
                    jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
                    jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
@@ -90,7 +98,7 @@ pub async fn claim_offered(
          update jobs set state = 'running', locked_by = $3, locked_until = $4,
                          attempts = jobs.attempts + 1, updated_at = $2
            from next
-          where jobs.id = next.id
+          where jobs.id = next.id and set_config('synchronous_commit', 'off', true) = 'off'
          returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
                    jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
                    jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
@@ -112,7 +120,9 @@ pub async fn heartbeat(
     until: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
-        "update jobs set locked_until = $3 where id = $1 and locked_by = $2 and state = 'running'",
+        "update jobs set locked_until = $3
+          where id = $1 and locked_by = $2 and state = 'running'
+            and set_config('synchronous_commit', 'off', true) = 'off'",
         id,
         worker,
         until as DateTime<Utc>,
@@ -140,6 +150,12 @@ pub enum Settle<'a> {
 /// the worker lost its lease (another replica owns the job now and decides;
 /// nothing was changed). One statement: it checks the lease, locks the row
 /// for the rest of the transaction and writes the outcome.
+///
+/// A finished reconcile job is deleted, not kept as `done`: the audit log
+/// says what happened, and a queue that keeps two finished rows for every
+/// lifecycle grows without end (and with it every vacuum of its indexes).
+/// Sweeps and offboardings are kept as `done`: the sweep schedule reads
+/// when the last one finished.
 pub async fn settle_held<'e>(
     db: impl PgExecutor<'e>,
     id: Uuid,
@@ -156,13 +172,20 @@ pub async fn settle_held<'e>(
         } => (false, Some(run_at), error, reset_attempts),
     };
     let held = sqlx::query_scalar!(
-        "update jobs set state = case when $3 then 'done' else 'queued' end,
-                         run_at = coalesce($4, run_at),
-                         last_error = coalesce($5, last_error),
-                         attempts = case when $6 then 0 else attempts end,
-                         locked_by = null, locked_until = null, updated_at = $7
-          where id = $1 and locked_by = $2 and state = 'running'
-         returning id",
+        r#"with finished as (
+             delete from jobs
+              where id = $1 and locked_by = $2 and state = 'running' and $3 and kind = 'reconcile_environment'
+             returning id
+         ), settled as (
+             update jobs set state = case when $3 then 'done' else 'queued' end,
+                             run_at = coalesce($4, run_at),
+                             last_error = coalesce($5, last_error),
+                             attempts = case when $6 then 0 else attempts end,
+                             locked_by = null, locked_until = null, updated_at = $7
+              where id = $1 and locked_by = $2 and state = 'running' and not ($3 and kind = 'reconcile_environment')
+             returning id
+         )
+         select id as "id!" from finished union all select id from settled"#,
         id,
         worker,
         done,

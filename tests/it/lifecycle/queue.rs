@@ -166,6 +166,15 @@ async fn claimed_by(app: &TestApp, how: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// Reconcile job attempts that ended done (`ld_eaas_jobs_total`).
+async fn jobs_done(app: &TestApp) -> u64 {
+    let text = app.metrics().await;
+    let needle = r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(needle))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 #[tokio::test]
 async fn the_api_offers_its_jobs_to_its_own_workers_and_waits_end_with_their_outcome() {
     let sim = start_sim().await;
@@ -194,13 +203,14 @@ async fn the_api_offers_its_jobs_to_its_own_workers_and_waits_end_with_their_out
     );
     // Six reconcile jobs, each done; idle workers took what the API offered.
     // (Housekeeping may queue a sweep meanwhile: it is claimed from the queue.)
-    let reconciled: i64 = sqlx::query_scalar(
-        "select count(*) from jobs where kind = 'reconcile_environment' and state = 'done'",
+    // The worker counts an attempt just after its outcome commits, which the
+    // waiting call may see first.
+    eventually(
+        Duration::from_secs(5),
+        "six reconcile jobs done",
+        || async { jobs_done(&app).await == 6 },
     )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(reconciled, 6);
+    .await;
     let (offered, queued) = (
         claimed_by(&app, "offered").await,
         claimed_by(&app, "queue").await,
@@ -213,11 +223,53 @@ async fn the_api_offers_its_jobs_to_its_own_workers_and_waits_end_with_their_out
         offered >= 1,
         "no job was offered: offered {offered}, from the queue {queued}"
     );
-    let open: i64 = sqlx::query_scalar(
-        "select count(*) from jobs where kind = 'reconcile_environment' and state <> 'done'",
-    )
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(open, 0);
+    // Finished, they are gone from the queue: none is left, open or not.
+    let left: i64 =
+        sqlx::query_scalar("select count(*) from jobs where kind = 'reconcile_environment'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn finished_reconcile_jobs_leave_the_queue_and_housekeeping_vacuums_it() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, false).await;
+    ready_tenant(&app, "acme").await;
+    for i in 0..3 {
+        let (status, body) = put_env(&app, "acme", &format!("pr-{i}"), "?wait=0", None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ld_eaas::jobs::run_due_jobs(&app.state).await.unwrap();
+        let (status, body) = delete_env(&app, "acme", &format!("pr-{i}"), "?wait=0").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ld_eaas::jobs::run_due_jobs(&app.state).await.unwrap();
+    }
+    let statuses: Vec<String> =
+        sqlx::query_scalar("select status from environments where tenant_id = 'acme'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(statuses, ["deleted", "deleted", "deleted"]);
+    // Six jobs ran to their end and none is kept: the queue holds only
+    // open work.
+    let left: i64 = sqlx::query_scalar("select count(*) from jobs")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // Each job left dead row versions behind (queued, running, gone);
+    // housekeeping vacuums them away rather than waiting for autovacuum.
+    ld_eaas::jobs::housekeeping(&app.state).await.unwrap();
+    eventually(Duration::from_secs(5), "the jobs table vacuumed", || async {
+        let (vacuums, dead): (i64, i64) = sqlx::query_as(
+            "select vacuum_count, n_dead_tup from pg_stat_user_tables where relname = 'jobs'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        vacuums >= 1 && dead == 0
+    })
+    .await;
 }

@@ -125,15 +125,22 @@ async fn a_put_a_delete_and_their_outcomes_are_single_statements_announced_and_a
     assert_eq!(audit[2].4, json!({"generation": 1}));
     assert_eq!(audit[3].4, json!({"generation": 1, "left_untouched": null}));
 
-    // Both jobs ran to done; nothing is left open.
-    let jobs: Vec<(String, i32)> = sqlx::query_as(
-        "select state, attempts from jobs where environment_id = $1 order by created_at",
-    )
-    .bind(id)
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    assert_eq!(jobs, [("done".to_owned(), 1), ("done".to_owned(), 1)]);
+    // Both jobs ran to done, each at its first attempt, and are gone from the
+    // queue: the statement deletes a finished job.
+    let jobs: i64 = sqlx::query_scalar("select count(*) from jobs where environment_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    let attempts = app.metrics().await;
+    assert!(
+        attempts.contains(
+            r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"} 2
+"#
+        ),
+        "{attempts}"
+    );
 }
 
 #[tokio::test]
