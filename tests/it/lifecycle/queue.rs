@@ -159,20 +159,14 @@ async fn an_offered_job_is_claimed_by_its_environment_only_while_queued_due_and_
 }
 
 async fn claimed_by(app: &TestApp, how: &str) -> u64 {
-    let text = app.metrics().await;
-    let needle = format!(r#"ld_eaas_jobs_claimed_total{{how="{how}"}} "#);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    app.counter(&format!(r#"ld_eaas_jobs_claimed_total{{how="{how}"}}"#))
+        .await
 }
 
 /// Reconcile job attempts that ended done (`ld_eaas_jobs_total`).
 async fn jobs_done(app: &TestApp) -> u64 {
-    let text = app.metrics().await;
-    let needle = r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"} "#;
-    text.lines()
-        .find_map(|l| l.strip_prefix(needle))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    app.counter(r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"}"#)
+        .await
 }
 
 #[tokio::test]
@@ -262,14 +256,18 @@ async fn finished_reconcile_jobs_leave_the_queue_and_housekeeping_vacuums_it() {
     // Each job left dead row versions behind (queued, running, gone);
     // housekeeping vacuums them away rather than waiting for autovacuum.
     ld_eaas::jobs::housekeeping(&app.state).await.unwrap();
-    eventually(Duration::from_secs(5), "the jobs table vacuumed", || async {
-        let (vacuums, dead): (i64, i64) = sqlx::query_as(
-            "select vacuum_count, n_dead_tup from pg_stat_user_tables where relname = 'jobs'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-        vacuums >= 1 && dead == 0
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the jobs table vacuumed",
+        || async {
+            let (vacuums, dead): (i64, i64) = sqlx::query_as(
+                "select vacuum_count, n_dead_tup from pg_stat_user_tables where relname = 'jobs'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            vacuums >= 1 && dead == 0
+        },
+    )
     .await;
 }

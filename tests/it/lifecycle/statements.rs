@@ -20,11 +20,10 @@ type AuditRow = (String, String, Option<String>, Option<String>, Value);
 
 /// `ld_eaas_lifecycle_writes_total` for one write and path.
 async fn writes(app: &TestApp, write: &str, path: &str) -> u64 {
-    let text = app.metrics().await;
-    let needle = format!(r#"ld_eaas_lifecycle_writes_total{{path="{path}",write="{write}"}} "#);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    app.counter(&format!(
+        r#"ld_eaas_lifecycle_writes_total{{path="{path}",write="{write}"}}"#
+    ))
+    .await
 }
 
 /// Every notification about `id` that arrives within `for_`.
@@ -133,14 +132,10 @@ async fn a_put_a_delete_and_their_outcomes_are_single_statements_announced_and_a
         .await
         .unwrap();
     assert_eq!(jobs, 0);
-    let attempts = app.metrics().await;
-    assert!(
-        attempts.contains(
-            r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"} 2
-"#
-        ),
-        "{attempts}"
-    );
+    let done = app
+        .counter(r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"}"#)
+        .await;
+    assert_eq!(done, 2);
 }
 
 #[tokio::test]

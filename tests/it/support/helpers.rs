@@ -314,6 +314,16 @@ impl TestApp {
         self.text("/metrics").await
     }
 
+    /// The value of one series on `/metrics` (`name{labels}`, labels in the
+    /// order the exporter writes them: sorted), 0 while it has none.
+    pub async fn counter(&self, series: &str) -> u64 {
+        let text = self.metrics().await;
+        let needle = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     /// The body of a GET of `path` with this app's client (and its cookies).
     pub async fn text(&self, path: &str) -> String {
         self.client
