@@ -32,7 +32,10 @@ pub use read::{
 pub use request::EnvironmentRequest;
 pub use view::{EnvironmentView, LaunchDarklyView};
 pub(crate) use write::count_write;
-use write::{Planned, announce, hand_over, insert_unlocked, offer_here, plan_next, write_planned};
+use write::{
+    Planned, announce, announce_new, hand_over, insert_unlocked, offer_here, plan_next,
+    write_planned,
+};
 
 /// Why an environment call did not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +187,7 @@ pub async fn ensure_environment(
         .await?
         .ok_or(TenantError::Offboarding)?;
     tx.commit().await?;
-    announce(&state.db, &record, !here).await;
+    announce_new(&state.db, &record, !here).await;
     hand_over(state, here, true, &record);
     count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
@@ -306,6 +309,6 @@ pub async fn request_recreate(
     jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
     events::notify_changed(&mut tx, old.id).await?;
     tx.commit().await?;
-    announce(&state.db, &record, true).await;
+    announce_new(&state.db, &record, true).await;
     Ok(record)
 }

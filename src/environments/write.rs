@@ -1,7 +1,7 @@
 //! How a request's writes are made: a new generation planned and written
 //! in one statement (its row, job and audit row), announced after the
-//! commit, counted by the path it took, and its job handed to this
-//! replica's idle workers.
+//! commit when someone needs to hear of it, counted by the path it took,
+//! and its job handed to this replica's idle workers.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -26,19 +26,44 @@ pub(super) fn offer_here(state: &AppState) -> bool {
     state.lifecycle.can_take_offer()
 }
 
-/// After the commit of a one-statement write (or of the transaction that
-/// made it): announces the row as it now is, with `wake_replicas` waking
-/// every replica's workers too (`notify::announce_committed`). Before the
-/// job is handed over, so the change's notification goes out before its
-/// outcome's. The change is committed whatever happens here: a failure is
-/// logged, and those who would have been woken find it at their next poll.
+/// After the commit of a change to an existing generation (a DELETE's
+/// one statement): announces the row as it now is, with `wake_replicas`
+/// waking every replica's workers too (`notify::announce_committed`).
+/// Before the job is handed over, so the change's notification goes out
+/// before its outcome's. The change is committed whatever happens here: a
+/// failure is logged, and those who would have been woken find it at their
+/// next poll.
 pub(super) async fn announce<'e>(
     db: impl sqlx::PgExecutor<'e>,
     record: &EnvironmentRecord,
     wake_replicas: bool,
 ) {
     let notice = notify::environment_notice(record);
-    if let Err(err) = notify::announce_committed(db, &notice, wake_replicas).await {
+    send(db, record, Some(&notice), wake_replicas).await;
+}
+
+/// After the commit of a new generation: wakes every replica's workers when
+/// no worker here takes the job (`wake_replicas`), and says nothing else.
+/// Nobody can be waiting for it: a wait names a generation's id, and this
+/// one's is returned only now, to this call (the rows it replaced, if any,
+/// were announced by the transaction that changed them).
+pub(super) async fn announce_new<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    record: &EnvironmentRecord,
+    wake_replicas: bool,
+) {
+    if wake_replicas {
+        send(db, record, None, true).await;
+    }
+}
+
+async fn send<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    record: &EnvironmentRecord,
+    notice: Option<&str>,
+    wake_replicas: bool,
+) {
+    if let Err(err) = notify::announce_committed(db, notice, wake_replicas).await {
         tracing::warn!(error = %err, environment_id = %record.id, "could not announce a committed change; waiters and workers will find it at their next poll");
     }
 }
@@ -167,8 +192,8 @@ pub(super) async fn plan_next<'a>(
 
 /// Writes the `planned` generation with its job and its audit row
 /// (`audit`: actor, action, details) in one statement
-/// (`environments::insert_requested`); the caller announces it after the
-/// commit ([`announce`]). `None` when it wrote nothing (the tenant is being
+/// (`environments::insert_requested`); the caller wakes the workers after
+/// the commit if need be ([`announce_new`]). `None` when it wrote nothing (the tenant is being
 /// offboarded, or, outside the id's lock, a transaction holds it).
 pub(super) async fn write_planned(
     state: &AppState,
@@ -209,7 +234,7 @@ pub(super) async fn insert_unlocked(
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    announce(&mut *conn, &record, !here).await;
+    announce_new(&mut *conn, &record, !here).await;
     hand_over(state, here, true, &record);
     count_write(state, "put", "statement");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");

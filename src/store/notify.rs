@@ -42,20 +42,21 @@ pub async fn send<'e>(db: impl PgExecutor<'e>, channel: &str, payload: &str) -> 
 }
 
 /// Announces a change that has just committed: `notice` on
-/// [`ENVIRONMENTS_CHANNEL`] and, with `wake_workers`, the wake-up of every
-/// replica's workers. Its own commit is asynchronous (`synchronous_commit`
-/// off for this one transaction), so it holds the notification lock only
-/// briefly (see the module's doc). Lost only if Postgres crashes in the
-/// next fraction of a second, which the waiters' and workers' polling
-/// covers.
+/// [`ENVIRONMENTS_CHANNEL`] (if any) and, with `wake_workers`, the wake-up
+/// of every replica's workers. Its own commit is asynchronous
+/// (`synchronous_commit` off for this one transaction), so it holds the
+/// notification lock only briefly (see the module's doc). Lost only if
+/// Postgres crashes in the next fraction of a second, which the waiters'
+/// and workers' polling covers.
 pub async fn announce_committed<'e>(
     db: impl PgExecutor<'e>,
-    notice: &str,
+    notice: Option<&str>,
     wake_workers: bool,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "select set_config('synchronous_commit', 'off', true), pg_notify($1, $2),
-                case when $3 then pg_notify($4, '') end",
+        "select set_config('synchronous_commit', 'off', true) as commit_async,
+                case when $2::text is not null then pg_notify($1, $2) end as notice,
+                case when $3 then pg_notify($4, '') end as wake",
         ENVIRONMENTS_CHANNEL,
         notice,
         wake_workers,

@@ -89,8 +89,10 @@ pub const FIRST_REVISION: i32 = 1;
 /// The API's common case of a PUT, in one statement and no transaction: the
 /// new generation (at [`FIRST_REVISION`], status `pending`), its reconcile
 /// job and the audit row (`actor`, `action`, `details`, naming the
-/// generation's ephemeral id and key). The caller announces it after the
-/// commit (`notify::announce_committed`; why not here: `crate::store::notify`).
+/// generation's ephemeral id and key). The caller wakes the workers after
+/// the commit if need be (`notify::announce_committed`; why not here:
+/// `crate::store::notify`). A new generation needs no notice: nobody can
+/// be waiting for an id not yet returned.
 ///
 /// `None`, with nothing written, when the tenant is being offboarded or a
 /// transaction holds the ephemeral id's lock ([`lock_ephemeral`]; the
