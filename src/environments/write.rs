@@ -193,8 +193,9 @@ pub(super) async fn plan_next<'a>(
 /// Writes the `planned` generation with its job and its audit row
 /// (`audit`: actor, action, details) in one statement
 /// (`environments::insert_requested`); the caller wakes the workers after
-/// the commit if need be ([`announce_new`]). `None` when it wrote nothing (the tenant is being
-/// offboarded, or, outside the id's lock, a transaction holds it).
+/// the commit if need be ([`announce_new`]). `None` when it wrote nothing
+/// (the tenant is being offboarded, or, outside the id's lock, a
+/// transaction holds it).
 pub(super) async fn write_planned(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
