@@ -19,7 +19,7 @@ use crate::launchdarkly::{LdClient, LdOAuth};
 use crate::metrics::Metrics;
 
 pub use locks::RefreshLocks;
-pub(crate) use runtime::{Change, Offer};
+pub(crate) use runtime::{Change, Offer, Promise};
 pub use runtime::{FALLBACK_POLL, Runtime};
 pub use tenant_cache::{TENANT_CACHE_TTL, TenantCache};
 

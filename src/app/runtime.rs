@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::TenantCache;
 use crate::store::api_keys::KeyCache;
 use crate::store::environments::{EnvironmentRow, Status};
+use crate::store::jobs::Job;
 
 /// How often a waiting API call looks at its environment even without a
 /// notification. Notifications reach every replica while its listener is
@@ -131,9 +132,23 @@ impl Change {
     }
 }
 
+/// A job the API's statement claimed for this replica's idle workers
+/// (`store::jobs::Claim`), with its environment's row as that statement
+/// wrote it: the worker runs it as it is, without a claim or a read.
 #[derive(Debug, Clone)]
 pub(crate) struct Offer {
     pub record: EnvironmentRow,
+    pub job: Job,
+    /// When it was claimed: one that waited long for a worker renews its
+    /// lease before it runs.
+    pub claimed_at: Instant,
+}
+
+/// The offers waiting for a worker, and the promises of one not yet kept.
+#[derive(Debug, Default)]
+struct Offers {
+    waiting: VecDeque<Offer>,
+    promised: usize,
 }
 
 #[derive(Debug)]
@@ -147,7 +162,7 @@ pub struct Runtime {
     pub api_keys: KeyCache,
     /// Tenants' readiness and connections this replica read recently.
     pub tenants: TenantCache,
-    offers: Mutex<VecDeque<Offer>>,
+    offers: Mutex<Offers>,
     /// Workers waiting for work.
     idle: AtomicUsize,
 }
@@ -167,7 +182,7 @@ impl Runtime {
             waiters: Mutex::new(Watches::default()),
             api_keys: KeyCache::default(),
             tenants: TenantCache::default(),
-            offers: Mutex::new(VecDeque::new()),
+            offers: Mutex::new(Offers::default()),
             idle: AtomicUsize::new(0),
         }
     }
@@ -223,28 +238,55 @@ impl Runtime {
         self.changed(row.id, Change::Settled(Box::new(row.clone())));
     }
 
-    /// Whether a worker here is idle and not yet promised an offer: only
-    /// then is a job offered. Under load every job goes through the queue,
-    /// oldest first, so no job waits behind newer offered ones.
-    pub(crate) fn can_take_offer(&self) -> bool {
-        self.idle.load(Ordering::Acquire) > locked(&self.offers).len()
-    }
-
-    /// Hands a queued job to this replica's workers.
-    pub(crate) fn offer(&self, offer: Offer) {
-        locked(&self.offers).push_back(offer);
-        self.jobs.notify_one();
+    /// Promises the next offer to a worker here that is idle and not yet
+    /// promised another: the caller may then claim a job for this replica
+    /// in the statement that queues it ([`Promise::keep`]). `None` when every
+    /// idle worker is promised (or none is idle): under load every job goes
+    /// through the queue, oldest first, so no job waits behind newer
+    /// offered ones.
+    pub(crate) fn promise(&self) -> Option<Promise<'_>> {
+        let mut offers = locked(&self.offers);
+        let idle = self.idle.load(Ordering::Acquire);
+        if idle <= offers.waiting.len() + offers.promised {
+            return None;
+        }
+        offers.promised += 1;
+        Some(Promise(self))
     }
 
     /// The oldest offer, if any.
     pub(crate) fn take_offer(&self) -> Option<Offer> {
-        locked(&self.offers).pop_front()
+        locked(&self.offers).waiting.pop_front()
     }
 
     /// Counts a worker as idle until the guard is dropped.
     pub(crate) fn idle_worker(&self) -> IdleWorker<'_> {
         self.idle.fetch_add(1, Ordering::AcqRel);
         IdleWorker(self)
+    }
+}
+
+/// An idle worker's next offer, promised ([`Runtime::promise`]); dropped
+/// unkept when the statement did not claim the job.
+pub(crate) struct Promise<'a>(&'a Runtime);
+
+impl Promise<'_> {
+    /// Hands the job claimed under this promise to the workers.
+    pub(crate) fn keep(self, offer: Offer) {
+        let runtime = self.0;
+        // Kept, not dropped: the offer now holds the worker's place.
+        std::mem::forget(self);
+        let mut offers = locked(&runtime.offers);
+        offers.waiting.push_back(offer);
+        offers.promised -= 1;
+        drop(offers);
+        runtime.jobs.notify_one();
+    }
+}
+
+impl Drop for Promise<'_> {
+    fn drop(&mut self) {
+        locked(&self.0.offers).promised -= 1;
     }
 }
 
@@ -389,22 +431,42 @@ mod tests {
         assert!(matches!(watch.latest(), (3, Change::Settled(r)) if r.status == Status::Deleted));
     }
 
-    #[test]
-    fn offers_are_taken_oldest_first_and_only_while_a_worker_is_idle_for_each() {
-        let runtime = Runtime::new();
-        assert!(!runtime.can_take_offer(), "no idle worker: no offers");
-        let (_a, _b) = (runtime.idle_worker(), runtime.idle_worker());
-        assert!(runtime.can_take_offer());
-        let first = Uuid::new_v4();
-        for id in [first, Uuid::new_v4()] {
-            runtime.offer(Offer {
-                record: row(id, 1, Status::Pending),
-            });
+    fn offer(id: Uuid) -> Offer {
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        Offer {
+            record: row(id, 1, Status::Pending),
+            job: crate::store::jobs::Claim::new("here", now, chrono::Duration::seconds(60), 4)
+                .job(&tenant, id, now),
+            claimed_at: Instant::now(),
         }
-        assert!(!runtime.can_take_offer(), "both idle workers are promised");
-        assert_eq!(runtime.take_offer().map(|o| o.record.id), Some(first));
-        assert!(runtime.can_take_offer());
-        assert!(runtime.take_offer().is_some());
+    }
+
+    #[test]
+    fn offers_are_promised_one_per_idle_worker_and_taken_oldest_first() {
+        let runtime = Runtime::new();
+        assert!(runtime.promise().is_none(), "no idle worker: no promise");
+        let (_a, _b) = (runtime.idle_worker(), runtime.idle_worker());
+        let (first, second) = (runtime.promise().unwrap(), runtime.promise().unwrap());
+        assert!(
+            runtime.promise().is_none(),
+            "both idle workers are promised"
+        );
+        // A promise the statement did not need (the job was queued) frees
+        // its worker for the next call.
+        drop(second);
+        let second = runtime.promise().unwrap(); // a worker is free again
+        let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+        first.keep(offer(one));
+        second.keep(offer(two));
+        assert!(runtime.promise().is_none(), "both idle workers hold offers");
+        assert_eq!(runtime.take_offer().map(|o| o.record.id), Some(one));
+        assert!(runtime.promise().is_some(), "one worker took its offer");
+        let taken = runtime.take_offer().unwrap();
+        assert_eq!(
+            (taken.record.id, taken.job.environment_id),
+            (two, Some(two))
+        );
         assert!(runtime.take_offer().is_none());
     }
 }

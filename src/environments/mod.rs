@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
-use crate::store::environments;
+use crate::store::environments::{self, Requested};
 use crate::store::jobs;
 use crate::tenants::{self, TenantError};
 
@@ -33,7 +33,7 @@ pub use request::EnvironmentRequest;
 pub use view::{EnvironmentView, LaunchDarklyView};
 pub(crate) use write::count_write;
 use write::{
-    Planned, announce, announce_new, hand_over, insert_unlocked, offer_here, plan_next,
+    Planned, announce, announce_new, claim_here, hand_over, insert_unlocked, plan_next,
     write_planned,
 };
 
@@ -113,11 +113,26 @@ pub async fn ensure_environment(
     // locked path takes another.
     let mut conn = state.db.acquire().await?;
     let settings = tenants::ready_cached(state, &mut *conn, tenant).await?;
-    // First without a lock: a repeat finds its generation, a new id gets
-    // one in one statement. What that cannot settle (a failed generation to
-    // retry, a request that raced this one) takes the lock below.
-    match environments::current(&mut *conn, tenant, ephemeral_id).await? {
-        Some(live) if live.desired == Desired::Present => {
+    // First without a lock, in one statement: a new id gets its first
+    // generation, a repeat finds its current one. What that cannot settle
+    // (a failed generation to retry, a request that raced this one) takes
+    // the lock below.
+    let first = Planned::new(
+        state,
+        tenant,
+        ephemeral_id,
+        &settings,
+        &request,
+        environments::FIRST_GENERATION,
+    )?;
+    match insert_unlocked(state, &mut conn, tenant, ephemeral_id, &first, actor).await? {
+        Some(Requested::Written { row, .. }) => {
+            return Ok(Ensured {
+                record: row,
+                created: true,
+            });
+        }
+        Some(Requested::Found(live)) if live.desired == Desired::Present => {
             if stored_request(&live)? != request {
                 return Err(EnvironmentError::ConflictingRequest(ephemeral_id.clone()));
             }
@@ -128,19 +143,26 @@ pub async fn ensure_environment(
                 });
             }
         }
-        newest => {
-            let generation = newest.map_or(0, |row| row.generation) + 1;
-            let planned =
-                Planned::new(state, tenant, ephemeral_id, &settings, &request, generation)?;
-            if let Some(record) =
+        // Deleted (or on its way out): the generation after the newest.
+        Some(Requested::Found(newest)) => {
+            let planned = Planned::new(
+                state,
+                tenant,
+                ephemeral_id,
+                &settings,
+                &request,
+                newest.generation + 1,
+            )?;
+            if let Some(Requested::Written { row, .. }) =
                 insert_unlocked(state, &mut conn, tenant, ephemeral_id, &planned, actor).await?
             {
                 return Ok(Ensured {
-                    record,
+                    record: row,
                     created: true,
                 });
             }
         }
+        None => {}
     }
     drop(conn);
     let mut tx = state.db.begin().await?;
@@ -156,9 +178,8 @@ pub async fn ensure_environment(
                 created: false,
             });
         }
-        let here = offer_here(state);
         let record = environments::rearm(&mut *tx, tenant, existing.id, state.now()).await?;
-        let job = jobs::enqueue_reconcile(&mut tx, tenant, record.id, state.now(), !here).await?;
+        jobs::enqueue_reconcile(&mut tx, tenant, record.id, state.now(), true).await?;
         events::announce(
             state,
             &mut tx,
@@ -170,7 +191,6 @@ pub async fn ensure_environment(
         )
         .await?;
         tx.commit().await?;
-        hand_over(state, here, job.is_some(), &record);
         count_write(state, "put", "transaction");
         // This call's retry is what creates it.
         return Ok(Ensured {
@@ -178,17 +198,20 @@ pub async fn ensure_environment(
             created: true,
         });
     }
-    let here = offer_here(state);
+    let here = claim_here(state);
     let planned = plan_next(state, &mut tx, tenant, ephemeral_id, &settings, &request).await?;
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
-    // This transaction holds the id's lock, so the statement's try succeeds.
-    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit)
+    let claim = here.as_ref().map(|(_, claim)| claim);
+    // This transaction holds the id's lock, so the statement's try
+    // succeeds, and the id has no generation if this is the first.
+    let (record, claimed) = write_planned(&mut tx, tenant, ephemeral_id, &planned, audit, claim)
         .await?
+        .and_then(Requested::written)
         .ok_or(TenantError::Offboarding)?;
     tx.commit().await?;
-    announce_new(&state.db, &record, !here).await;
-    hand_over(state, here, true, &record);
+    announce_new(&state.db, &record, !claimed).await;
+    hand_over(here, claimed, &record, planned.now);
     count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
     Ok(Ensured {
@@ -208,30 +231,31 @@ pub async fn request_delete(
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
     // The common case, a live generation, in one statement without a lock.
-    let here = offer_here(state);
-    if let Some(record) = environments::mark_absent_requested(
+    let here = claim_here(state);
+    let now = state.now();
+    if let Some((record, claimed)) = environments::mark_absent_requested(
         &state.db,
         tenant,
         ephemeral_id,
-        actor,
-        AuditAction::EnvironmentDeleteRequested.as_str(),
-        state.now(),
+        (actor, AuditAction::EnvironmentDeleteRequested.as_str()),
+        now,
+        here.as_ref().map(|(_, claim)| claim),
     )
     .await?
     {
-        announce(&state.db, &record, !here).await;
-        hand_over(state, here, true, &record);
+        announce(&state.db, &record, !claimed).await;
+        hand_over(here, claimed, &record, now);
         count_write(state, "delete", "statement");
         return Ok(Some(record));
     }
+    drop(here);
     // Nothing live: look closer, under the lock.
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     let now = state.now();
     if let Some(present) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await? {
-        let here = offer_here(state);
         let record = environments::mark_absent(&mut *tx, tenant, present.id, now).await?;
-        let job = jobs::enqueue_reconcile(&mut tx, tenant, record.id, now, !here).await?;
+        jobs::enqueue_reconcile(&mut tx, tenant, record.id, now, true).await?;
         events::announce(
             state,
             &mut tx,
@@ -243,7 +267,6 @@ pub async fn request_delete(
         )
         .await?;
         tx.commit().await?;
-        hand_over(state, here, job.is_some(), &record);
         count_write(state, "delete", "transaction");
         return Ok(Some(record));
     }
@@ -303,8 +326,9 @@ pub async fn request_recreate(
         "generation": planned.generation,
     });
     let audit = (actor, AuditAction::EnvironmentRecreateRequested, &details);
-    let record = write_planned(state, &mut tx, tenant, ephemeral_id, &planned, audit)
+    let (record, _) = write_planned(&mut tx, tenant, ephemeral_id, &planned, audit, None)
         .await?
+        .and_then(Requested::written)
         .ok_or(TenantError::Offboarding)?;
     jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
     events::notify_changed(&mut tx, old.id).await?;

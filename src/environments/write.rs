@@ -7,23 +7,33 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{EnvironmentRecord, EnvironmentRequest, Result};
-use crate::app::{AppState, Offer};
+use crate::app::{AppState, Offer, Promise};
 use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
 use crate::naming;
-use crate::store::environments::{self, NewEnvironment};
+use crate::store::environments::{self, NewEnvironment, Requested};
+use crate::store::jobs::Claim;
 use crate::store::notify;
 use crate::store::settings::TenantSettings;
 
-/// Whether this call hands its job to an idle worker of this replica
-/// ([`hand_over`]) instead of waking the workers of every replica: the job
-/// is then claimed through its environment, with the row as committed, and
-/// no other replica is disturbed. Only while a worker here waits for work and is not yet
-/// promised another offer, so under load every job is claimed from the
-/// queue, oldest first. The job is queued like any other, so if this replica
-/// dies first, another claims it at its next poll.
-pub(super) fn offer_here(state: &AppState) -> bool {
-    state.lifecycle.can_take_offer()
+/// A claim for this call's job, when a worker of this replica is idle and
+/// can be promised it: the statement that queues the job then inserts it
+/// already running for that worker (`store::jobs::Claim`), and
+/// [`hand_over`] gives it to the worker with the row as committed. No
+/// other replica is disturbed, and the worker neither claims nor reads.
+/// Only while a worker here waits for work and is not yet promised another
+/// job, so under load every job is claimed from the queue, oldest first.
+/// If this replica dies before the worker is done, the lease runs out and
+/// another replica claims the job.
+pub(super) fn claim_here(state: &AppState) -> Option<(Promise<'_>, Claim<'_>)> {
+    let promise = state.lifecycle.promise()?;
+    let claim = Claim::new(
+        &state.lifecycle.replica_id,
+        state.now(),
+        crate::jobs::lease(state),
+        crate::jobs::per_tenant(state),
+    );
+    Some((promise, claim))
 }
 
 /// After the commit of a change to an existing generation (a DELETE's
@@ -68,12 +78,21 @@ async fn send<'e>(
     }
 }
 
-/// After the commit and the announcement: offers the environment's job, if
-/// it was queued, to this replica's workers.
-pub(super) fn hand_over(state: &AppState, here: bool, queued: bool, record: &EnvironmentRecord) {
-    if here && queued {
-        state.lifecycle.offer(Offer {
+/// After the commit and the announcement: gives the job the statement
+/// claimed under `promise` to that worker; a promise whose job was not
+/// claimed (the tenant was at its limit, or the job was already open) is
+/// let go.
+pub(super) fn hand_over(
+    here: Option<(Promise<'_>, Claim<'_>)>,
+    claimed: bool,
+    record: &EnvironmentRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if let Some((promise, claim)) = here.filter(|_| claimed) {
+        promise.keep(Offer {
             record: record.clone(),
+            job: claim.job(&record.tenant_id, record.id, now),
+            claimed_at: std::time::Instant::now(),
         });
     }
 }
@@ -103,6 +122,8 @@ pub(super) struct Planned<'a> {
     request: serde_json::Value,
     flags: serde_json::Value,
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it is written.
+    pub(super) now: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> Planned<'a> {
@@ -121,6 +142,7 @@ impl<'a> Planned<'a> {
             }
         };
         let ttl = request.ttl_seconds.or(settings.default_ttl_seconds);
+        let now = state.now();
         Ok(Self {
             id: Uuid::new_v4(),
             generation,
@@ -139,7 +161,8 @@ impl<'a> Planned<'a> {
             tags: naming::environment_tags(&state.config.instance_tag(), tenant, &request.tags),
             request: serde_json::to_value(request).map_err(anyhow::Error::from)?,
             flags: serde_json::to_value(&request.flags).map_err(anyhow::Error::from)?,
-            expires_at: ttl.map(|s| state.now() + chrono::Duration::seconds(s)),
+            expires_at: ttl.map(|s| now + chrono::Duration::seconds(s)),
+            now,
         })
     }
 
@@ -192,31 +215,35 @@ pub(super) async fn plan_next<'a>(
 
 /// Writes the `planned` generation with its job and its audit row
 /// (`audit`: actor, action, details) in one statement
-/// (`environments::insert_requested`); the caller wakes the workers after
-/// the commit if need be ([`announce_new`]). `None` when it wrote nothing
-/// (the tenant is being offboarded, or, outside the id's lock, a
-/// transaction holds it).
+/// (`environments::insert_requested`), the job claimed for this replica's
+/// idle worker with `claim`; the caller wakes the workers after the commit
+/// if need be ([`announce_new`]). `None` when it wrote nothing (the tenant
+/// is being offboarded, or, outside the id's lock, a transaction holds
+/// it); a first generation is not written if the id has generations, and
+/// its current one is returned ([`Requested::Found`]).
 pub(super) async fn write_planned(
-    state: &AppState,
     conn: &mut sqlx::PgConnection,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
     planned: &Planned<'_>,
     (actor, action, details): (&str, AuditAction, &serde_json::Value),
-) -> sqlx::Result<Option<EnvironmentRecord>> {
+    claim: Option<&Claim<'_>>,
+) -> sqlx::Result<Option<Requested>> {
     environments::insert_requested(
         conn,
         &planned.row(tenant, ephemeral_id),
         (actor, action.as_str(), details),
-        state.now(),
+        planned.now,
+        claim,
     )
     .await
 }
 
-/// The common case of [`super::ensure_environment`], without a transaction: the
-/// `planned` generation (the newest one seen, plus one) written by
-/// [`write_planned`]. `None` when that wrote nothing: a request for the
-/// same id holds its lock or got there first, or the tenant is being
+/// The common case of [`super::ensure_environment`], without a transaction:
+/// the `planned` generation written by [`write_planned`]: the first one
+/// (which finds the id's current generation instead if it has any), or the
+/// one after the newest seen. `None` when that wrote nothing: a request for
+/// the same id holds its lock or got there first, or the tenant is being
 /// offboarded; the caller takes the locked path, which tells.
 pub(super) async fn insert_unlocked(
     state: &AppState,
@@ -225,19 +252,24 @@ pub(super) async fn insert_unlocked(
     ephemeral_id: &EphemeralId,
     planned: &Planned<'_>,
     actor: &str,
-) -> Result<Option<EnvironmentRecord>> {
-    let here = offer_here(state);
+) -> Result<Option<Requested>> {
+    let here = claim_here(state);
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
-    let record = match write_planned(state, conn, tenant, ephemeral_id, planned, audit).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Ok(None),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    announce_new(&mut *conn, &record, !here).await;
-    hand_over(state, here, true, &record);
+    let claim = here.as_ref().map(|(_, claim)| claim);
+    let (record, claimed) =
+        match write_planned(conn, tenant, ephemeral_id, planned, audit, claim).await {
+            Ok(Some(Requested::Written { row, claimed })) => (row, claimed),
+            Ok(found) => return Ok(found),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+    announce_new(&mut *conn, &record, !claimed).await;
+    hand_over(here, claimed, &record, planned.now);
     count_write(state, "put", "statement");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
-    Ok(Some(record))
+    Ok(Some(Requested::Written {
+        row: record,
+        claimed,
+    }))
 }

@@ -26,6 +26,7 @@ use crate::webhooks;
 
 pub use housekeeping::housekeeping;
 pub use worker::run_due_jobs;
+pub(crate) use worker::{lease, per_tenant};
 
 /// How a job attempt ended, for the job row.
 #[derive(Debug, Clone)]

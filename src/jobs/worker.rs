@@ -19,7 +19,8 @@ use crate::store::{notify, outbox};
 /// Offered jobs a worker runs before it claims from the queue again.
 const OFFERS_IN_A_ROW: usize = 4;
 
-fn per_tenant(state: &AppState) -> i64 {
+/// How many jobs of one tenant may run at once, across every replica.
+pub(crate) fn per_tenant(state: &AppState) -> i64 {
     let tuning = &state.config.lifecycle;
     let n = if tuning.per_tenant_concurrency == 0 {
         (state.config.workers / 2).max(1)
@@ -77,7 +78,8 @@ async fn heartbeat(state: AppState, id: uuid::Uuid) {
     }
 }
 
-fn lease(state: &AppState) -> chrono::Duration {
+/// How long a claim holds a job before its worker must renew it.
+pub(crate) fn lease(state: &AppState) -> chrono::Duration {
     chrono::Duration::from_std(state.config.lifecycle.lease)
         .unwrap_or(chrono::Duration::seconds(60))
 }
@@ -103,33 +105,43 @@ fn count_claim(state: &AppState, how: &'static str) {
     );
 }
 
-/// Runs the job this replica's API offered, if it can still be claimed;
-/// false when there was none to run.
+/// Runs the job this replica's API claimed for its workers, if any is
+/// waiting; false when there was none to run. An offer that waited for a
+/// worker (every one was busy) through a third of its lease renews the
+/// lease first, and is let go if the job is no longer this replica's.
 async fn run_offered(state: &AppState) -> bool {
     let Some(offer) = state.lifecycle.take_offer() else {
         return false;
     };
-    let claimed = jobs::claim_offered(
-        &state.db,
-        offer.record.id,
-        &state.lifecycle.replica_id,
-        state.now(),
-        lease(state),
-        per_tenant(state),
-    )
-    .await;
-    match claimed {
-        Ok(Some(job)) => {
-            count_claim(state, "offered");
-            process(state, job, Some(offer.record)).await;
-            true
+    if offer.claimed_at.elapsed() >= state.config.lifecycle.lease / 3 {
+        let until = state.now() + lease(state);
+        match jobs::heartbeat(&state.db, offer.job.id, &state.lifecycle.replica_id, until).await {
+            Ok(true) => {}
+            Ok(false) => return true,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not renew the lease of an offered job; running it anyway");
+            }
         }
-        // Claimed elsewhere, or its tenant is at its limit: it waits in the
-        // queue for a claim like any other job.
-        Ok(None) => false,
-        Err(err) => {
-            tracing::error!(error = %err, "claiming an offered job failed");
-            false
+    }
+    count_claim(state, "offered");
+    process(state, offer.job, Some(offer.record)).await;
+    true
+}
+
+/// Gives the offers no worker will run back to the queue (this replica is
+/// shutting down), so another replica runs them now rather than when their
+/// leases run out.
+async fn release_offers(state: &AppState) {
+    while let Some(offer) = state.lifecycle.take_offer() {
+        let released = jobs::release(
+            &state.db,
+            offer.job.id,
+            &state.lifecycle.replica_id,
+            state.now(),
+        )
+        .await;
+        if let Err(err) = released {
+            tracing::warn!(error = %err, job_id = %offer.job.id, "could not give an offered job back; another replica claims it when its lease runs out");
         }
     }
 }
@@ -183,6 +195,7 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
             }
         }
     }
+    release_offers(&state).await;
 }
 
 /// Turns Postgres notifications into in-process wake-ups. Waiters also poll,

@@ -44,7 +44,8 @@
 //! (4) to the transaction. [`environments::insert_requested`] (a PUT) only
 //! inserts, and takes lock 1 with `pg_try_advisory_xact_lock`, which never
 //! waits: if a transaction holds it, the statement writes nothing and the
-//! caller takes the locked path.
+//! caller takes the locked path. Its reads (the id's generations, the
+//! tenant's running jobs for a [`jobs::Claim`]) lock nothing.
 //!
 //! Not part of the order, because nobody waits for them or they wait for
 //! nothing while holding another lock:
@@ -76,8 +77,9 @@
 //! Postgres crash that loses them loses nothing that is not done again:
 //!
 //! - a worker's claim and lease renewal ([`jobs::claim`],
-//!   [`jobs::claim_offered`], [`jobs::heartbeat`]): lost, the job is queued
-//!   or under its old lease, and runs again;
+//!   [`jobs::heartbeat`]): lost, the job is queued or under its old lease,
+//!   and runs again (a claim made by the API's statement that queues the
+//!   job, [`jobs::Claim`], is part of that durable write);
 //! - a worker's one-statement outcome ([`environments::settle`]): lost, the
 //!   generation is back where the API's durable commit left it, its job
 //!   queued, and the job runs again. A create then finds our environment

@@ -15,19 +15,29 @@ use crate::ids::{EphemeralId, TenantId};
 
 /// `query_as!` into [`EnvironmentRow`]: the SQL must be literal, so the typed
 /// column list is spliced in here once: `rows!("select" ; "from environments
-/// where ...", args)` or `rows!("update ... returning" ; "", args)`. Defined
-/// before the `mod` lines below so the query modules can use it.
+/// where ...", args)` or `rows!("update ... returning" ; "", args)`;
+/// `rows!(ClaimedRow => ...)` for a statement that also says `claimed`. Each
+/// column says whether it may be null (`!`, `?`), as the table's `not null`
+/// constraints and [`EnvironmentRow`]'s fields do, rather than leaving it to
+/// the macro's inference, which cannot follow a column through a `union`.
+/// Defined before the `mod` lines below so the query modules can use it.
 macro_rules! rows {
     ($head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
+        rows!(EnvironmentRow => $head ; $tail $(, $arg)*)
+    };
+    ($row:ident => $head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
-            EnvironmentRow,
+            $row,
             $head
-                + r#" id, seq, tenant_id as "tenant_id: TenantId", ephemeral_id as "ephemeral_id: EphemeralId",
-                      generation, revision, desired as "desired: Desired", status as "status: Status",
-                      request, project_key, environment_key, environment_name, source_environment_key,
-                      color, tags, flags, client_side_id, sdk_key, mobile_key, expires_at as "expires_at: _",
-                      last_error, refused, failure_code as "failure_code: FailureCode", ready_at as "ready_at: _", created_at as "created_at: _",
-                      updated_at as "updated_at: _" "#
+                + r#" id as "id!", seq as "seq!", tenant_id as "tenant_id!: TenantId",
+                      ephemeral_id as "ephemeral_id!: EphemeralId", generation as "generation!",
+                      revision as "revision!", desired as "desired!: Desired", status as "status!: Status",
+                      request as "request!", project_key as "project_key!", environment_key as "environment_key!",
+                      environment_name as "environment_name!", source_environment_key as "source_environment_key!",
+                      color as "color!", tags as "tags!", flags as "flags!", client_side_id as "client_side_id?",
+                      sdk_key as "sdk_key?", mobile_key as "mobile_key?", expires_at as "expires_at?: _",
+                      last_error as "last_error?", refused as "refused!", failure_code as "failure_code?: FailureCode",
+                      ready_at as "ready_at?: _", created_at as "created_at!: _", updated_at as "updated_at!: _" "#
                 + $tail
             $(, $arg)*
         )
@@ -46,8 +56,9 @@ pub use outcomes::{
     HeldJob, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
 };
 pub use requests::{
-    FIRST_REVISION, current, get, get_for_update, insert_requested, list, lock_ephemeral,
-    mark_absent, mark_absent_requested, max_generation, present_for_update, rearm,
+    FIRST_GENERATION, FIRST_REVISION, Requested, current, get, get_for_update, insert_requested,
+    list, lock_ephemeral, mark_absent, mark_absent_requested, max_generation, present_for_update,
+    rearm,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -121,39 +132,64 @@ impl FailureCode {
     }
 }
 
-/// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
-/// `crypto`); open them with `lifecycle::reveal_keys`.
-#[derive(Clone)]
-pub struct EnvironmentRow {
-    pub id: Uuid,
-    pub seq: i64,
-    pub tenant_id: TenantId,
-    pub ephemeral_id: EphemeralId,
-    pub generation: i32,
-    pub revision: i32,
-    pub desired: Desired,
-    pub status: Status,
-    pub request: Value,
-    pub project_key: String,
-    pub environment_key: String,
-    pub environment_name: String,
-    pub source_environment_key: String,
-    pub color: String,
-    pub tags: Vec<String>,
+/// Declares [`EnvironmentRow`] and [`ClaimedRow`] from one field list, so
+/// that `query_as!` can fill either: the same columns, and for a statement
+/// that claims the row's job as it writes the row, whether it did.
+macro_rules! environment_rows {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// A stored generation. `sdk_key` and `mobile_key` hold sealed values (see
+        /// `crypto`); open them with `lifecycle::reveal_keys`.
+        #[derive(Clone)]
+        pub struct EnvironmentRow {
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        /// A generation a statement just wrote, and whether that statement
+        /// also claimed its job for this replica's workers (`jobs::Claim`).
+        pub struct ClaimedRow {
+            $(pub $field: $ty,)*
+            pub claimed: bool,
+        }
+
+        impl ClaimedRow {
+            /// The row, and whether its job was claimed.
+            pub fn split(self) -> (EnvironmentRow, bool) {
+                (EnvironmentRow { $($field: self.$field,)* }, self.claimed)
+            }
+        }
+    };
+}
+
+environment_rows! {
+    id: Uuid,
+    seq: i64,
+    tenant_id: TenantId,
+    ephemeral_id: EphemeralId,
+    generation: i32,
+    revision: i32,
+    desired: Desired,
+    status: Status,
+    request: Value,
+    project_key: String,
+    environment_key: String,
+    environment_name: String,
+    source_environment_key: String,
+    color: String,
+    tags: Vec<String>,
     /// Flag key → the value served to every context (a JSON object).
-    pub flags: Value,
-    pub client_side_id: Option<String>,
-    pub sdk_key: Option<String>,
-    pub mobile_key: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
+    flags: Value,
+    client_side_id: Option<String>,
+    sdk_key: Option<String>,
+    mobile_key: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
     /// A safety rule refused the delete (only while `status` is failed).
-    pub refused: bool,
+    refused: bool,
     /// Which choice of the request LaunchDarkly did not know (only while failed).
-    pub failure_code: Option<FailureCode>,
-    pub ready_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    failure_code: Option<FailureCode>,
+    ready_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for EnvironmentRow {

@@ -1,6 +1,6 @@
-//! Claiming jobs and holding them: the claims (from the queue, or by id for
-//! a job this replica's API offered), the lease a worker renews, and the one
-//! statement that settles a held job.
+//! Claiming jobs and holding them: the claims (from the queue, or made by
+//! the API's statement that queues the job, for an idle worker here), the
+//! lease a worker renews, and the one statement that settles a held job.
 //!
 //! The claims and the lease's renewal commit without waiting for the disk
 //! (`synchronous_commit` off for their transaction alone): a claim or a
@@ -71,45 +71,72 @@ pub async fn claim(
     .await
 }
 
-/// Claims the open reconcile job of one environment, as [`claim`] would:
-/// only if it is still queued and due, not locked by another claim, and its
-/// tenant holds fewer than `per_tenant` running jobs. For a job this
-/// replica's API offered its own workers (an environment has at most one
-/// open reconcile job, so its id names the job); `None` when someone else
-/// took it, it is already running, or it must wait its turn.
-pub async fn claim_offered(
-    db: &PgPool,
-    environment_id: Uuid,
+/// A claim made by the statement that queues a job: the API's one-statement
+/// PUT and DELETE (`environments::insert_requested`,
+/// `mark_absent_requested`) insert the job already running under this
+/// lease when a worker of this replica is idle and promised it
+/// (`app::Runtime::promise`), and its tenant holds fewer than `per_tenant`
+/// running jobs (the limit [`claim`] keeps); otherwise it is queued as
+/// usual. No claim of its own, and no queued row version left behind.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The job's id, chosen here so the claimed job can be run without
+    /// reading it back.
+    pub job_id: Uuid,
+    pub worker: &'a str,
+    pub until: DateTime<Utc>,
+    pub per_tenant: i64,
+}
+
+impl Claim<'_> {
+    /// The claim of a new job, for a lease of `lease` from `now`.
+    pub fn new(worker: &str, now: DateTime<Utc>, lease: Duration, per_tenant: i64) -> Claim<'_> {
+        Claim {
+            job_id: Uuid::new_v4(),
+            worker,
+            until: now + lease,
+            per_tenant,
+        }
+    }
+
+    /// The reconcile job of `environment_id` as a statement that made this
+    /// claim inserted it at `now`, running (its first attempt).
+    pub fn job(&self, tenant: &TenantId, environment_id: Uuid, now: DateTime<Utc>) -> Job {
+        Job {
+            id: self.job_id,
+            tenant_id: tenant.clone(),
+            kind: JobKind::ReconcileEnvironment,
+            environment_id: Some(environment_id),
+            attempts: 1,
+            run_at: now,
+            locked_by: Some(self.worker.to_owned()),
+            locked_until: Some(self.until),
+            last_error: None,
+            created_at: now,
+        }
+    }
+}
+
+/// Gives a claimed job back to the queue, due now, as if this claim had
+/// not been made (a replica shutting down with a claimed job that no
+/// worker started). False when this worker no longer holds it.
+pub async fn release<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
     worker: &str,
     now: DateTime<Utc>,
-    lease: Duration,
-    per_tenant: i64,
-) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as!(
-        Job,
-        r#"with next as (
-             select j.id from jobs j
-              where j.environment_id = $1 and j.kind = 'reconcile_environment'
-                and j.state = 'queued' and j.run_at <= $2
-                and (select count(*) from jobs r
-                      where r.tenant_id = j.tenant_id and r.state = 'running' and r.locked_until > $2) < $5
-              for update skip locked
-         )
-         update jobs set state = 'running', locked_by = $3, locked_until = $4,
-                         attempts = jobs.attempts + 1, updated_at = $2
-           from next
-          where jobs.id = next.id and set_config('synchronous_commit', 'off', true) = 'off'
-         returning jobs.id, jobs.tenant_id as "tenant_id: TenantId", jobs.kind as "kind: JobKind",
-                   jobs.environment_id, jobs.attempts, jobs.run_at as "run_at: _", jobs.locked_by,
-                   jobs.locked_until as "locked_until: _", jobs.last_error, jobs.created_at as "created_at: _""#,
-        environment_id,
-        now as DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update jobs set state = 'queued', run_at = $3, attempts = greatest(attempts - 1, 0),
+                         locked_by = null, locked_until = null, updated_at = $3
+          where id = $1 and locked_by = $2 and state = 'running'",
+        id,
         worker,
-        (now + lease) as DateTime<Utc>,
-        per_tenant,
+        now as DateTime<Utc>,
     )
-    .fetch_optional(db)
-    .await
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Extends the lease of a job this worker still holds.

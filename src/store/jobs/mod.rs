@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 mod leases;
 
-pub use leases::{Settle, claim, claim_offered, heartbeat, settle_held};
+pub use leases::{Claim, Settle, claim, heartbeat, release, settle_held};
 
 use super::notify;
 use crate::ids::TenantId;

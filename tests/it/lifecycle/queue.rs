@@ -3,6 +3,8 @@
 //! the API's wait taking a worker's outcome.
 
 use chrono::Duration as ChronoDuration;
+use ld_eaas::ids::EphemeralId;
+use ld_eaas::store::environments;
 use ld_eaas::store::jobs::{self, Job};
 use uuid::Uuid;
 
@@ -110,52 +112,131 @@ async fn a_job_whose_lease_ran_out_is_claimed_before_any_queued_one() {
     assert_eq!(claim(&app, 4).await.map(|j| j.id), Some(heavy[1]));
 }
 
+/// A first generation of `ephemeral_id` to insert.
+fn generation<'a>(
+    tenant: &'a TenantId,
+    ephemeral_id: &'a EphemeralId,
+) -> environments::NewEnvironment<'a> {
+    environments::NewEnvironment {
+        id: Uuid::new_v4(),
+        tenant,
+        ephemeral_id,
+        generation: 1,
+        request: json!({}),
+        project_key: "demo",
+        environment_key: ephemeral_id.as_str(),
+        environment_name: ephemeral_id.as_str(),
+        source_environment_key: "staging",
+        color: "ffffff",
+        tags: &[],
+        flags: json!({}),
+        expires_at: None,
+    }
+}
+
+/// The job row as the queue holds it: (state, locked_by, attempts).
+async fn job_row(app: &TestApp, job: Uuid) -> (String, Option<String>, i32) {
+    sqlx::query_as("select state, locked_by, attempts from jobs where id = $1")
+        .bind(job)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn an_offered_job_is_claimed_by_its_environment_only_while_queued_due_and_its_tenant_below_its_limit()
+async fn the_statement_that_queues_a_job_claims_it_only_below_the_tenants_limit_and_never_one_already_open()
  {
     let sim = start_sim().await;
     let app = two_tenants(&sim).await;
-    let heavy = queue(&app, "heavy", &["h1", "h2", "h3"]).await;
+    let heavy = tenant("heavy");
+    let held = queue(&app, "heavy", &["h1", "h2"]).await;
     let now = app.now();
-    // Offers name the environment: its open reconcile job is the one claimed.
-    let offered = |job: Uuid, per_tenant: i64| {
+    // Heavy holds two running jobs elsewhere.
+    for job in &held {
+        hold(&app, *job, now + LEASE).await;
+    }
+    let claim = |per_tenant| jobs::Claim::new("here", now, LEASE, per_tenant);
+    let audit = ("test", "environment.create_requested", &json!({}));
+    let job_of = |environment: Uuid| {
         let db = app.db.clone();
         async move {
-            let environment: Uuid =
-                sqlx::query_scalar("select environment_id from jobs where id = $1")
-                    .bind(job)
-                    .fetch_one(&db)
-                    .await
-                    .unwrap();
-            jobs::claim_offered(&db, environment, "here", now, LEASE, per_tenant)
+            sqlx::query_scalar::<_, Uuid>("select id from jobs where environment_id = $1")
+                .bind(environment)
+                .fetch_one(&db)
                 .await
                 .unwrap()
         }
     };
 
-    // Not due yet: it waits for its time.
-    set_run_at(&app, heavy[0], now + ChronoDuration::seconds(30)).await;
-    assert!(offered(heavy[0], 4).await.is_none());
-    set_run_at(&app, heavy[0], now).await;
+    // At its limit (2 running, 2 allowed) the PUT's job is queued as usual.
+    let (p1, p2) = (
+        EphemeralId::parse("p1").unwrap(),
+        EphemeralId::parse("p2").unwrap(),
+    );
+    let at_limit = claim(2);
+    let (row, claimed) = environments::insert_requested(
+        &app.db,
+        &generation(&heavy, &p1),
+        audit,
+        now,
+        Some(&at_limit),
+    )
+    .await
+    .unwrap()
+    .and_then(environments::Requested::written)
+    .expect("written");
+    assert!(!claimed);
+    let job = job_of(row.id).await;
+    assert_eq!(job_row(&app, job).await, ("queued".into(), None, 0));
 
-    // Heavy holds one running: at a limit of 1 the offer is left to the queue.
-    hold(&app, heavy[1], now + LEASE).await;
-    assert!(offered(heavy[0], 1).await.is_none());
-    let state: String = sqlx::query_scalar("select state from jobs where id = $1")
-        .bind(heavy[0])
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(state, "queued", "a refused offer changes nothing");
+    // Below it, the same statement inserts the job running, under the claim.
+    let below = claim(3);
+    let (row, claimed) =
+        environments::insert_requested(&app.db, &generation(&heavy, &p2), audit, now, Some(&below))
+            .await
+            .unwrap()
+            .and_then(environments::Requested::written)
+            .expect("written");
+    assert!(claimed);
+    assert_eq!(job_of(row.id).await, below.job_id);
+    assert_eq!(
+        job_row(&app, below.job_id).await,
+        ("running".into(), Some("here".into()), 1)
+    );
+    // The job handed to the worker is the row the statement wrote.
+    let job = below.job(&heavy, row.id, now);
+    let (locked_until, run_at): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("select locked_until, run_at from jobs where id = $1")
+            .bind(job.id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    // (Postgres keeps microseconds.)
+    let micros = |at: chrono::DateTime<chrono::Utc>| at.timestamp_micros();
+    assert_eq!(
+        (micros(locked_until), micros(run_at)),
+        (job.locked_until.map_or(0, micros), micros(job.run_at))
+    );
 
-    let job = offered(heavy[0], 2).await.expect("below the limit");
-    assert_eq!(job.id, heavy[0]);
-    assert_eq!(job.locked_by.as_deref(), Some("here"));
-    assert_eq!(job.attempts, 1);
-    // Claimed once: a second claim of the same offer (another worker, or a
-    // replica that took it from the queue) gets nothing.
-    assert!(offered(heavy[0], 4).await.is_none());
-    assert!(offered(heavy[1], 4).await.is_none(), "running elsewhere");
+    // A DELETE whose generation's job is still open brings it forward and
+    // claims nothing: h1's job stays with the worker elsewhere.
+    let (row, claimed) = environments::mark_absent_requested(
+        &app.db,
+        &heavy,
+        &EphemeralId::parse("h1").unwrap(),
+        ("test", "environment.delete_requested"),
+        now,
+        Some(&claim(10)),
+    )
+    .await
+    .unwrap()
+    .expect("h1 is live");
+    assert!(!claimed);
+    assert_eq!(job_of(row.id).await, held[0]);
+    assert_eq!(
+        job_row(&app, held[0]).await,
+        ("running".into(), Some("elsewhere".into()), 0)
+    );
 }
 
 async fn claimed_by(app: &TestApp, how: &str) -> u64 {

@@ -182,3 +182,105 @@ async fn a_put_never_writes_past_a_transaction_holding_the_ids_lock_and_takes_th
     assert_eq!(writes(&app, "put", "statement").await, 0);
     assert_eq!(writes(&app, "put", "transaction").await, 1);
 }
+
+#[tokio::test]
+async fn a_first_generation_is_written_only_for_a_new_id_and_otherwise_the_current_one_is_found() {
+    use ld_eaas::store::environments::{self, NewEnvironment, Requested};
+    let sim = start_sim().await;
+    let app = spawn(&sim, true).await;
+    ready_tenant(&app, "acme").await;
+    let (status, body) = put_env(&app, "acme", "pr-1", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let acme = tenant("acme");
+    let pr1 = EphemeralId::parse("pr-1").unwrap();
+    let first = NewEnvironment {
+        id: Uuid::new_v4(),
+        tenant: &acme,
+        ephemeral_id: &pr1,
+        generation: environments::FIRST_GENERATION,
+        request: json!({}),
+        project_key: "demo",
+        environment_key: "another-key",
+        environment_name: "another",
+        source_environment_key: "staging",
+        color: "ffffff",
+        tags: &[],
+        flags: json!({}),
+        expires_at: None,
+    };
+    let rows = |app: &TestApp| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64, i64)>(
+                "select (select count(*) from environments), (select count(*) from jobs
+                         where kind = 'reconcile_environment'), (select count(*) from audit_events)",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let audit = ("test", "environment.create_requested", &json!({}));
+
+    // pr-1 has its first generation, ready: the statement writes nothing
+    // and returns it, as the PUT's repeat needs.
+    let before = rows(&app).await;
+    let found = environments::insert_requested(&app.db, &first, audit, app.now(), None)
+        .await
+        .unwrap();
+    let Some(Requested::Found(row)) = found else {
+        panic!("expected the current generation, got {found:?}");
+    };
+    assert_eq!((row.generation, row.status), (1, Status::Ready));
+    assert_eq!(rows(&app).await, before, "nothing written");
+    let (status, again) = put_env(&app, "acme", "pr-1", "?wait=0", None).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["generation"], 1, "{again}");
+    assert_eq!(
+        (
+            &again["created_at"],
+            &again["launchdarkly"]["environment_key"]
+        ),
+        (
+            &body["created_at"],
+            &body["launchdarkly"]["environment_key"]
+        ),
+        "the same generation: {again}"
+    );
+    assert!(again["created_at"].is_string(), "{again}");
+
+    // Deleted, it is still found (the PUT then writes generation 2).
+    let (status, _) = delete_env(&app, "acme", "pr-1", "?wait=10").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let before = rows(&app).await;
+    let found = environments::insert_requested(&app.db, &first, audit, app.now(), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&found, Some(Requested::Found(row)) if row.status == Status::Deleted),
+        "{found:?}"
+    );
+    assert_eq!(rows(&app).await, before, "nothing written");
+    let (status, body) = put_env(&app, "acme", "pr-1", "?wait=10", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["generation"], 2, "{body}");
+
+    // A new id gets its first generation from the same statement.
+    let pr2 = EphemeralId::parse("pr-2").unwrap();
+    let written = environments::insert_requested(
+        &app.db,
+        &NewEnvironment {
+            ephemeral_id: &pr2,
+            ..first
+        },
+        audit,
+        app.now(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&written, Some(Requested::Written { row, claimed: false }) if row.generation == 1),
+        "{written:?}"
+    );
+}
