@@ -14,19 +14,6 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Every statement the application prepares is planned once per connection
-/// (a generic plan), not again at each execution. Postgres's default
-/// (`auto`) plans each execution anew for the parameters it gets until a
-/// generic plan looks no dearer, which for the lifecycle's statements (an
-/// insert with its job, claim and audit row in CTEs) it never did: each
-/// PUT, DELETE and outcome was planned again, every time. Every statement
-/// here finds its rows by the tenant and an id or key through an index, which
-/// a generic plan uses as well as a custom one; the paginated lists bound
-/// their index scan with one parameter for that reason. Back to back on the
-/// benchmark: saturation 225-232 -> 239-260 lifecycles/s, PUT added p50
-/// 4.0-4.3 -> 3.3-3.5 ms (`BENCHMARKS.md`).
-pub const PLAN_CACHE_MODE: &str = "force_generic_plan";
-
 /// Creates the database if it does not exist yet, then connects.
 pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPool> {
     let url = url.expose_secret();
@@ -34,8 +21,7 @@ pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPoo
     // "database does not exist" error. The URL itself (it may hold a
     // password) never goes into the message.
     let options = PgConnectOptions::from_str(url)
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL"))?
-        .options([("plan_cache_mode", PLAN_CACHE_MODE)]);
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL"))?;
     if !Postgres::database_exists(url)
         .await
         .context("could not reach Postgres at DATABASE_URL")?

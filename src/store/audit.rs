@@ -105,7 +105,7 @@ pub async fn list(
         AuditEvent,
         r#"select id, occurred_at as "occurred_at: _", actor, action, ephemeral_id, environment_key, details
              from audit_events
-            where tenant_id = $1 and id < coalesce($2::bigint, 9223372036854775807)
+            where tenant_id = $1 and ($2::bigint is null or id < $2)
             order by id desc
             limit $3"#,
         tenant.as_str(),

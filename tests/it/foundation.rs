@@ -47,36 +47,6 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
 }
 
 #[tokio::test]
-async fn every_prepared_statement_is_planned_once_per_connection_not_at_each_execution() {
-    let database = TestDatabase::create().await;
-    let url = SecretString::from(database.url.clone());
-    let pool = ld_eaas::db::connect(&url, 1).await.unwrap();
-    ld_eaas::db::migrate(&pool).await.unwrap();
-    let mut conn = pool.acquire().await.unwrap();
-    let statement = "select count(*) from jobs where tenant_id = $1 and state = 'running'";
-    for tenant in [
-        "acme", "globex", "initech", "acme", "globex", "initech", "acme",
-    ] {
-        let _: i64 = sqlx::query_scalar(statement)
-            .bind(tenant)
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-    }
-    // Postgres's default plans the first five executions for their
-    // parameters (custom plans) and may go on doing so; here every one runs
-    // the plan made once.
-    let (generic, custom): (i64, i64) = sqlx::query_as(
-        "select generic_plans, custom_plans from pg_prepared_statements where statement = $1",
-    )
-    .bind(statement)
-    .fetch_one(&mut *conn)
-    .await
-    .unwrap();
-    assert_eq!((generic, custom), (7, 0));
-}
-
-#[tokio::test]
 async fn the_database_is_created_when_it_does_not_exist() {
     let admin = TestDatabase::create().await; // only for its server; we make a sibling name
     let missing = format!("{}_new", admin.name);

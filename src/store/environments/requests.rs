@@ -364,8 +364,6 @@ pub async fn get_for_update(
 }
 
 /// Newest first. `before_seq` is the `seq` of the last row of the previous page.
-/// (Written as one bound, not `$3 is null or ...`, so that the generic plan
-/// every statement gets (`crate::db::connect`) seeks the index to it.)
 pub async fn list(
     db: &PgPool,
     tenant: &TenantId,
@@ -376,7 +374,7 @@ pub async fn list(
     rows!(
         "select";
         "from environments
-          where tenant_id = $1 and ($2 or status <> 'deleted') and seq < coalesce($3::bigint, 9223372036854775807)
+          where tenant_id = $1 and ($2 or status <> 'deleted') and ($3::bigint is null or seq < $3)
           order by seq desc
           limit $4",
         tenant.as_str(),
