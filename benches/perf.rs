@@ -193,6 +193,104 @@ impl Table {
 
 // ---------------------------------------------------------------- processes
 
+/// CPU time a process has used (user and system, all its threads), from
+/// /proc (in USER_HZ ticks, 100 a second on Linux).
+fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // After the command name (in parentheses, which may hold spaces):
+    // state is field 3, utime and stime fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// CPU time used so far by: the replicas, every Postgres process on the
+/// box (backends and the server's own), this process (the load generator
+/// and the simulator), and the whole machine (/proc/stat: every CPU's
+/// busy time, the kernel's interrupts included).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    replicas: Duration,
+    postgres: Duration,
+    bench: Duration,
+    machine: Duration,
+}
+
+impl CpuUse {
+    fn now(replicas: &[u32]) -> Self {
+        let mut postgres = Duration::ZERO;
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim_end() == "postgres" {
+                    postgres += cpu_of(pid);
+                }
+            }
+        }
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let line = stat.lines().next()?.to_owned();
+                let ticks: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+                let busy: u64 = ticks
+                    .iter()
+                    .take(8)
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, t)| t)
+                    .sum();
+                Some(Duration::from_millis(busy * 10))
+            })
+            .unwrap_or_default();
+        Self {
+            replicas: replicas.iter().map(|pid| cpu_of(*pid)).sum(),
+            postgres,
+            bench: cpu_of(std::process::id()),
+            machine,
+        }
+    }
+
+    /// Per lifecycle, in ms, from `before` to `self`, over `n` lifecycles:
+    /// "<machine> ms (ld-eaas <r>, Postgres <p>, load generator and simulator <b>, other <o>)".
+    fn per(&self, before: &Self, n: usize) -> String {
+        let each = |after: Duration, before: Duration| {
+            after.saturating_sub(before).as_secs_f64() * 1000.0 / n.max(1) as f64
+        };
+        let (r, p, b, m) = (
+            each(self.replicas, before.replicas),
+            each(self.postgres, before.postgres),
+            each(self.bench, before.bench),
+            each(self.machine, before.machine),
+        );
+        let other = (m - r - p - b).max(0.0);
+        format!(
+            "{m:.2} ms (ld-eaas {r:.2}, Postgres {p:.2}, load generator and simulator {b:.2}, other {other:.2})"
+        )
+    }
+}
+
 /// RSS of a process in MiB, from /proc.
 fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -1039,9 +1137,13 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
 
     // Saturation: as many lifecycles as 64 callers can drive.
     maintain(database_url).await?;
+    let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
+    let cpu_before = CpuUse::now(&pids);
     let (max_done, _, _, max_failed) = closed_loop(&api, 64, seconds, load_accounts).await;
+    let cpu_split = CpuUse::now(&pids).per(&cpu_before, max_done);
     let max_rate = max_done as f64 / seconds.as_secs_f64();
     println!("  saturation: {max_done} lifecycles ({max_failed} failed) in {seconds:?}");
+    println!("  CPU per lifecycle at saturation: {cpu_split}");
     sim.clear_requests();
     print_updates(&db).await?;
 
@@ -1051,6 +1153,14 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
         format!("{} replicas, Postgres on the same box", flags.replicas),
         ">= 1,000 /s",
         Some(max_rate >= 1000.0),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    table.add(
+        "CPU time per lifecycle at saturation (whole box)",
+        cpu_split,
+        format!("{cores} CPUs: 1,000 /s leaves {cores} ms for everything"),
+        "-",
+        None,
     );
     table.add(
         &format!("PUT ?wait (ready) at {rate} lifecycles/s"),
