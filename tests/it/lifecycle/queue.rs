@@ -218,6 +218,24 @@ async fn the_statement_that_queues_a_job_claims_it_only_below_the_tenants_limit_
         (job.locked_until.map_or(0, micros), micros(job.run_at))
     );
 
+    // A replica shutting down gives a claimed job no worker started back to
+    // the queue, due now, as if the claim had not been made; only the
+    // replica that holds it can.
+    assert!(
+        !jobs::release(&app.db, below.job_id, "elsewhere", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        jobs::release(&app.db, below.job_id, "here", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        job_row(&app, below.job_id).await,
+        ("queued".into(), None, 0)
+    );
+
     // A DELETE whose generation's job is still open brings it forward and
     // claims nothing: h1's job stays with the worker elsewhere.
     let (row, claimed) = environments::mark_absent_requested(
