@@ -5,6 +5,7 @@
 //! the domain modules or the HTTP layers that use it (so none of them has
 //! to be imported back here).
 
+pub(crate) mod announcements;
 mod locks;
 mod runtime;
 mod tenant_cache;
@@ -18,6 +19,8 @@ use crate::config::Config;
 use crate::launchdarkly::{LdClient, LdOAuth};
 use crate::metrics::Metrics;
 
+pub use announcements::Announcements;
+pub use announcements::announce;
 pub use locks::RefreshLocks;
 pub(crate) use runtime::{Change, Offer, Promise};
 pub use runtime::{FALLBACK_POLL, Runtime};

@@ -4,14 +4,14 @@
 //! jobs its API hands straight to its idle workers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::TenantCache;
+use super::{Announcements, TenantCache};
 use crate::store::api_keys::KeyCache;
 use crate::store::environments::{EnvironmentRow, Status};
 use crate::store::jobs::Job;
@@ -165,6 +165,11 @@ pub struct Runtime {
     offers: Mutex<Offers>,
     /// Workers waiting for work.
     idle: AtomicUsize,
+    /// The last claim here found a job due: the queue has a backlog.
+    backlog: AtomicBool,
+    /// The API's committed writes waiting to be announced
+    /// (`app::announcements`).
+    pub(crate) announcements: Announcements,
 }
 
 impl Default for Runtime {
@@ -184,6 +189,8 @@ impl Runtime {
             tenants: TenantCache::default(),
             offers: Mutex::new(Offers::default()),
             idle: AtomicUsize::new(0),
+            backlog: AtomicBool::new(false),
+            announcements: Announcements::default(),
         }
     }
 
@@ -257,6 +264,21 @@ impl Runtime {
     /// The oldest offer, if any.
     pub(crate) fn take_offer(&self) -> Option<Offer> {
         locked(&self.offers).waiting.pop_front()
+    }
+
+    /// Whether every worker here is busy and the last claim from the queue
+    /// here (a worker's own, or one made by a job's outcome) found a job:
+    /// while so, the workers' outcomes claim their next job themselves
+    /// (`jobs::worker::next_claim`). Otherwise an idle worker claims what
+    /// is queued, or the queue is empty, and a claim in the outcome would
+    /// only make it slower (and the call waiting for it).
+    pub(crate) fn backlog(&self) -> bool {
+        self.idle.load(Ordering::Acquire) == 0 && self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// A claim from the queue found a job (`true`) or none.
+    pub(crate) fn set_backlog(&self, found: bool) {
+        self.backlog.store(found, Ordering::Relaxed);
     }
 
     /// Counts a worker as idle until the guard is dropped.

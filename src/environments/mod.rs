@@ -210,7 +210,7 @@ pub async fn ensure_environment(
         .and_then(Requested::written)
         .ok_or(TenantError::Offboarding)?;
     tx.commit().await?;
-    announce_new(&state.db, &record, !claimed).await;
+    announce_new(state, !claimed).await;
     hand_over(here, claimed, &record, planned.now);
     count_write(state, "put", "transaction");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");
@@ -243,7 +243,7 @@ pub async fn request_delete(
     )
     .await?
     {
-        announce(&state.db, &record, !claimed).await;
+        announce(state, &record, !claimed).await;
         hand_over(here, claimed, &record, now);
         count_write(state, "delete", "statement");
         return Ok(Some(record));
@@ -333,6 +333,6 @@ pub async fn request_recreate(
     jobs::enqueue_reconcile(&mut tx, tenant, old.id, now, true).await?;
     events::notify_changed(&mut tx, old.id).await?;
     tx.commit().await?;
-    announce_new(&state.db, &record, true).await;
+    announce_new(state, true).await;
     Ok(record)
 }

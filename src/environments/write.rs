@@ -38,18 +38,13 @@ pub(super) fn claim_here(state: &AppState) -> Option<(Promise<'_>, Claim<'_>)> {
 
 /// After the commit of a change to an existing generation (a DELETE's
 /// one statement): announces the row as it now is, with `wake_replicas`
-/// waking every replica's workers too (`notify::announce_committed`).
-/// Before the job is handed over, so the change's notification goes out
-/// before its outcome's. The change is committed whatever happens here: a
-/// failure is logged, and those who would have been woken find it at their
-/// next poll.
-pub(super) async fn announce<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    record: &EnvironmentRecord,
-    wake_replicas: bool,
-) {
+/// waking every replica's workers too (`app::announce`: queued for this
+/// replica's sender, not waited for). The change is committed whatever
+/// happens to the announcement: those who would have been woken find it at
+/// their next poll.
+pub(super) async fn announce(state: &AppState, record: &EnvironmentRecord, wake_replicas: bool) {
     let notice = notify::environment_notice(record);
-    send(db, record, Some(&notice), wake_replicas).await;
+    crate::app::announce(state, Some(notice), wake_replicas).await;
 }
 
 /// After the commit of a new generation: wakes every replica's workers when
@@ -57,31 +52,13 @@ pub(super) async fn announce<'e>(
 /// Nobody can be waiting for it: a wait names a generation's id, and this
 /// one's is returned only now, to this call (the rows it replaced, if any,
 /// were announced by the transaction that changed them).
-pub(super) async fn announce_new<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    record: &EnvironmentRecord,
-    wake_replicas: bool,
-) {
-    if wake_replicas {
-        send(db, record, None, true).await;
-    }
+pub(super) async fn announce_new(state: &AppState, wake_replicas: bool) {
+    crate::app::announce(state, None, wake_replicas).await;
 }
 
-async fn send<'e>(
-    db: impl sqlx::PgExecutor<'e>,
-    record: &EnvironmentRecord,
-    notice: Option<&str>,
-    wake_replicas: bool,
-) {
-    if let Err(err) = notify::announce_committed(db, notice, wake_replicas).await {
-        tracing::warn!(error = %err, environment_id = %record.id, "could not announce a committed change; waiters and workers will find it at their next poll");
-    }
-}
-
-/// After the commit and the announcement: gives the job the statement
-/// claimed under `promise` to that worker; a promise whose job was not
-/// claimed (the tenant was at its limit, or the job was already open) is
-/// let go.
+/// After the commit: gives the job the statement claimed under `promise`
+/// to that worker; a promise whose job was not claimed (the tenant was at
+/// its limit, or the job was already open) is let go.
 pub(super) fn hand_over(
     here: Option<(Promise<'_>, Claim<'_>)>,
     claimed: bool,
@@ -264,7 +241,7 @@ pub(super) async fn insert_unlocked(
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-    announce_new(&mut *conn, &record, !claimed).await;
+    announce_new(state, !claimed).await;
     hand_over(here, claimed, &record, planned.now);
     count_write(state, "put", "statement");
     tracing::info!(environment_key = %record.environment_key, generation = record.generation, "environment requested");

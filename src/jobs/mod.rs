@@ -79,10 +79,15 @@ pub(crate) async fn conclude(
     Ok(label)
 }
 
-/// Starts the notification listener and, unless turned off, the workers,
-/// housekeeping and webhook delivery.
+/// Starts the notification listener, the sender of the API's
+/// announcements and, unless turned off, the workers, housekeeping and
+/// webhook delivery.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     tasks.spawn(worker::listen(state.clone(), shutdown.clone()));
+    tasks.spawn(crate::app::announcements::run(
+        state.clone(),
+        shutdown.clone(),
+    ));
     if !state.config.lifecycle.run_workers {
         return;
     }

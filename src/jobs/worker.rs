@@ -12,12 +12,78 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::environments::events;
-use crate::store::environments::EnvironmentRow;
+use crate::store::environments::{EnvironmentRow, NextClaim};
 use crate::store::jobs::{self, Job};
 use crate::store::{notify, outbox};
 
 /// Offered jobs a worker runs before it claims from the queue again.
 const OFFERS_IN_A_ROW: usize = 4;
+
+/// What a worker's job left it to run next: the statement that records a
+/// job's outcome may claim the worker's next job in the same breath
+/// (`store::environments::settle`), so that a busy worker makes one
+/// statement per job instead of a claim and an outcome.
+#[derive(Debug, Default)]
+pub(crate) enum Next {
+    /// Nothing was claimed for it: claim from the queue as usual.
+    #[default]
+    Unknown,
+    /// This job, claimed for this worker from the queue.
+    Claimed(Job),
+    /// The outcome's statement looked and no job was due (or every due one
+    /// was of a tenant at its limit): no need to look again at once.
+    NoneDue,
+}
+
+tokio::task_local! {
+    /// Set while a worker runs a job ([`run`]): what the job's outcome
+    /// claimed for that worker next.
+    static NEXT: std::cell::RefCell<Next>;
+}
+
+/// The claim of the next job for the outcome statement of the job this task
+/// runs, if a worker runs it (`None` for `run_due_jobs` and the like) and
+/// the queue has a backlog (`Runtime::backlog`): at saturation every job is
+/// claimed from the queue, and the outcome saves the worker that
+/// statement; with the queue empty, a claim would find nothing and only
+/// delay the outcome (and the call waiting for it).
+pub(crate) fn next_claim(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<NextClaim> {
+    if !state.lifecycle.backlog() {
+        return None;
+    }
+    NEXT.try_with(|_| NextClaim {
+        until: now + lease(state),
+        per_tenant: per_tenant(state),
+    })
+    .ok()
+}
+
+/// What the outcome statement claimed with `asked`, [`next_claim`]'s
+/// claim (if it made one).
+pub(crate) fn claimed_next(state: &AppState, asked: Option<NextClaim>, job: Option<Job>) {
+    if asked.is_none() {
+        return;
+    }
+    state.lifecycle.set_backlog(job.is_some());
+    let next = match job {
+        Some(job) => Next::Claimed(job),
+        None => Next::NoneDue,
+    };
+    let _ = NEXT.try_with(|slot| *slot.borrow_mut() = next);
+}
+
+/// Runs one claimed job as a worker ([`process`]); returns what its outcome
+/// claimed for this worker next.
+async fn run(state: &AppState, job: Job, seen: Option<EnvironmentRow>) -> Next {
+    NEXT.scope(std::cell::RefCell::new(Next::Unknown), async {
+        process(state, job, seen).await;
+        NEXT.with(|slot| slot.take())
+    })
+    .await
+}
 
 /// How many jobs of one tenant may run at once, across every replica.
 pub(crate) fn per_tenant(state: &AppState) -> i64 {
@@ -85,14 +151,16 @@ pub(crate) fn lease(state: &AppState) -> chrono::Duration {
 }
 
 async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
-    jobs::claim(
+    let claimed = jobs::claim(
         &state.db,
         &state.lifecycle.replica_id,
         state.now(),
         lease(state),
         per_tenant(state),
     )
-    .await
+    .await?;
+    state.lifecycle.set_backlog(claimed.is_some());
+    Ok(claimed)
 }
 
 /// Counts a claimed job by how it was found: offered by this replica's API,
@@ -106,26 +174,24 @@ fn count_claim(state: &AppState, how: &'static str) {
 }
 
 /// Runs the job this replica's API claimed for its workers, if any is
-/// waiting; false when there was none to run. An offer that waited for a
-/// worker (every one was busy) through a third of its lease renews the
-/// lease first, and is let go if the job is no longer this replica's.
-async fn run_offered(state: &AppState) -> bool {
-    let Some(offer) = state.lifecycle.take_offer() else {
-        return false;
-    };
+/// waiting, and returns what it claimed next; `None` when there was none to
+/// run. An offer that waited for a worker (every one was busy) through a
+/// third of its lease renews the lease first, and is let go if the job is
+/// no longer this replica's.
+async fn run_offered(state: &AppState) -> Option<Next> {
+    let offer = state.lifecycle.take_offer()?;
     if offer.claimed_at.elapsed() >= state.config.lifecycle.lease / 3 {
         let until = state.now() + lease(state);
         match jobs::heartbeat(&state.db, offer.job.id, &state.lifecycle.replica_id, until).await {
             Ok(true) => {}
-            Ok(false) => return true,
+            Ok(false) => return Some(Next::Unknown),
             Err(err) => {
                 tracing::warn!(error = %err, "could not renew the lease of an offered job; running it anyway");
             }
         }
     }
     count_claim(state, "offered");
-    process(state, offer.job, Some(offer.record)).await;
-    true
+    Some(run(state, offer.job, Some(offer.record)).await)
 }
 
 /// Gives the offers no worker will run back to the queue (this replica is
@@ -133,16 +199,15 @@ async fn run_offered(state: &AppState) -> bool {
 /// leases run out.
 async fn release_offers(state: &AppState) {
     while let Some(offer) = state.lifecycle.take_offer() {
-        let released = jobs::release(
-            &state.db,
-            offer.job.id,
-            &state.lifecycle.replica_id,
-            state.now(),
-        )
-        .await;
-        if let Err(err) = released {
-            tracing::warn!(error = %err, job_id = %offer.job.id, "could not give an offered job back; another replica claims it when its lease runs out");
-        }
+        give_back(state, offer.job.id).await;
+    }
+}
+
+/// Gives a job claimed for this replica and not started back to the queue.
+async fn give_back(state: &AppState, id: uuid::Uuid) {
+    let released = jobs::release(&state.db, id, &state.lifecycle.replica_id, state.now()).await;
+    if let Err(err) = released {
+        tracing::warn!(error = %err, job_id = %id, "could not give a claimed job back; another replica claims it when its lease runs out");
     }
 }
 
@@ -163,18 +228,36 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
     // offered (made while no worker here was idle, by another replica's API,
     // or of a tenant at its limit) get a claim between them.
     let mut offered_in_a_row = 0;
+    let mut next = Next::Unknown;
     while !shutdown.is_cancelled() {
-        if offered_in_a_row < OFFERS_IN_A_ROW && run_offered(&state).await {
-            offered_in_a_row += 1;
+        // The job the last one's outcome claimed from the queue, if any.
+        if let Next::Claimed(job) = std::mem::take(&mut next) {
+            offered_in_a_row = 0;
+            count_claim(&state, "outcome");
+            next = run(&state, job, None).await;
             continue;
         }
+        if offered_in_a_row < OFFERS_IN_A_ROW {
+            if let Some(after) = run_offered(&state).await {
+                offered_in_a_row += 1;
+                next = after;
+                continue;
+            }
+        }
         offered_in_a_row = 0;
-        match claim(&state).await {
+        // The last outcome found nothing due: wait for news rather than
+        // asking the queue again at once.
+        let claimed = if matches!(std::mem::take(&mut next), Next::NoneDue) {
+            Ok(None)
+        } else {
+            claim(&state).await
+        };
+        match claimed {
             Ok(Some(job)) => {
                 count_claim(&state, "queue");
                 // More may be due: let another idle worker look too.
                 state.lifecycle.jobs.notify_one();
-                process(&state, job, None).await;
+                next = run(&state, job, None).await;
             }
             Ok(None) => {
                 let _idle = state.lifecycle.idle_worker();
@@ -194,6 +277,9 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
                 }
             }
         }
+    }
+    if let Next::Claimed(job) = next {
+        give_back(&state, job.id).await;
     }
     release_offers(&state).await;
 }

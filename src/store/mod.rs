@@ -58,7 +58,9 @@
 //!   `learn`): each statement locks one row and runs outside any transaction;
 //! - statements that lock many rows of one table on their own use
 //!   `SKIP LOCKED` and never wait ([`jobs::claim`], [`environments::expire`],
-//!   [`jobs::hold_account`], the outbox's claim);
+//!   [`jobs::hold_account`], the outbox's claim, and the claim of a worker's
+//!   next job in its outcome, [`environments::settle`], made after that
+//!   statement locked its own environment and job rows);
 //! - the connection row ([`connections::get_for_update`]) and the settings
 //!   and tenant rows are locked alone, in transactions that touch no
 //!   environment or job (credential refresh, connect, settings save,
@@ -80,12 +82,14 @@
 //!   [`jobs::heartbeat`]): lost, the job is queued or under its old lease,
 //!   and runs again (a claim made by the API's statement that queues the
 //!   job, [`jobs::Claim`], is part of that durable write);
-//! - a worker's one-statement outcome ([`environments::settle`]): lost, the
-//!   generation is back where the API's durable commit left it, its job
-//!   queued, and the job runs again. A create then finds our environment
+//! - a worker's one-statement outcome ([`environments::settle`]), with the
+//!   claim of the worker's next job it may make: lost, the generation is
+//!   back where the API's durable commit left it, its job queued, and the
+//!   job runs again (the next job is queued as before its claim). A create then finds our environment
 //!   (409) and adopts it, with the same keys; a delete finds it gone (404);
-//! - the announcement of a committed API write
-//!   ([`notify::announce_committed`]): a hint, which polling stands in for.
+//! - the announcements of committed API writes
+//!   ([`notify::announce_committed`], many in one statement, sent by
+//!   `app::announcements`): a hint, which polling stands in for.
 //!
 //! Any later durable commit flushes these too (the log is written in
 //! order). Why it matters: Postgres holds one lock over every notifying

@@ -41,24 +41,24 @@ pub async fn send<'e>(db: impl PgExecutor<'e>, channel: &str, payload: &str) -> 
     Ok(())
 }
 
-/// Announces a change that has just committed: `notice` on
-/// [`ENVIRONMENTS_CHANNEL`] (if any) and, with `wake_workers`, the wake-up
-/// of every replica's workers. Its own commit is asynchronous
-/// (`synchronous_commit` off for this one transaction), so it holds the
-/// notification lock only briefly (see the module's doc). Lost only if
-/// Postgres crashes in the next fraction of a second, which the waiters'
-/// and workers' polling covers.
+/// Announces changes that have just committed: each of `notices` on
+/// [`ENVIRONMENTS_CHANNEL`] and, with `wake_workers`, the wake-up of every
+/// replica's workers, in one statement (`app::announcements` gathers them).
+/// Its own commit is asynchronous (`synchronous_commit` off for this one
+/// transaction), so it holds the notification lock only briefly (see the
+/// module's doc). Lost only if Postgres crashes in the next fraction of a
+/// second, which the waiters' and workers' polling covers.
 pub async fn announce_committed<'e>(
     db: impl PgExecutor<'e>,
-    notice: Option<&str>,
+    notices: &[String],
     wake_workers: bool,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "select set_config('synchronous_commit', 'off', true) as commit_async,
-                case when $2::text is not null then pg_notify($1, $2) end as notice,
-                case when $3 then pg_notify($4, '') end as wake",
+        r#"select set_config('synchronous_commit', 'off', true) as commit_async,
+                  (select count(pg_notify($1, notice)) from unnest($2::text[]) as notice) as "notices!",
+                  case when $3 then pg_notify($4, '') end as wake"#,
         ENVIRONMENTS_CHANNEL,
-        notice,
+        notices,
         wake_workers,
         JOBS_CHANNEL,
     )

@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::audit::AuditAction;
 use crate::crypto::SealedColumn;
 use crate::environments::{EnvironmentRecord, EnvironmentStatus as Status, count_write, events};
-use crate::jobs::backoff;
+use crate::jobs::{backoff, worker};
 use crate::launchdarkly::Environment;
 use crate::store::environments::{self, Desired, HeldJob, Settled};
 use crate::store::jobs::{self, Job, Settle};
@@ -178,6 +178,8 @@ pub(super) async fn apply(
 /// a webhook to queue with it (the transaction writes the outbox), or the
 /// statement found the row changed, the lease lost or the tenant being
 /// offboarded and wrote nothing; the transaction then sorts out which.
+/// Run by a worker, the statement also claims that worker's next job
+/// (`worker::next_claim`).
 async fn settle_unlocked(
     state: &AppState,
     job: &Job,
@@ -188,6 +190,7 @@ async fn settle_unlocked(
         return Ok(None);
     }
     let now = state.now();
+    let next_claim = worker::next_claim(state, now);
     let held = HeldJob {
         id: job.id,
         worker: &state.lifecycle.replica_id,
@@ -216,9 +219,13 @@ async fn settle_unlocked(
                 ),
                 &notify::environment_notice(&expected),
                 now,
+                next_claim,
             )
             .await?;
-            Ok(settled.map(|record| ready(state, &record, *adopted, now)))
+            Ok(settled.map(|(record, next)| {
+                worker::claimed_next(state, next_claim, next);
+                ready(state, &record, *adopted, now)
+            }))
         }
         EnvOutcome::Deleted { untouched } => {
             let settled = environments::settle(
@@ -233,9 +240,13 @@ async fn settle_unlocked(
                 ),
                 &notify::notice_of(seen.id, seen.revision, Status::Deleted),
                 now,
+                next_claim,
             )
             .await?;
-            Ok(settled.map(|record| deleted(state, &record)))
+            Ok(settled.map(|(record, next)| {
+                worker::claimed_next(state, next_claim, next);
+                deleted(state, &record)
+            }))
         }
         _ => Ok(None),
     }

@@ -12,11 +12,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::ids::{EphemeralId, TenantId};
+use crate::store::jobs::{Job, JobKind};
 
 /// `query_as!` into [`EnvironmentRow`]: the SQL must be literal, so the typed
 /// column list is spliced in here once: `rows!("select" ; "from environments
 /// where ...", args)` or `rows!("update ... returning" ; "", args)`;
-/// `rows!(ClaimedRow => ...)` for a statement that also says `claimed`. Each
+/// `rows!(ClaimedRow => ...)` for a statement that also says `claimed` (the
+/// head may be several literals, joined). Each
 /// column says whether it may be null (`!`, `?`), as the table's `not null`
 /// constraints and [`EnvironmentRow`]'s fields do, rather than leaving it to
 /// the macro's inference, which cannot follow a column through a `union`.
@@ -25,11 +27,11 @@ macro_rules! rows {
     ($head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
         rows!(EnvironmentRow => $head ; $tail $(, $arg)*)
     };
-    ($row:ident => $head:literal ; $tail:literal $(, $arg:expr)* $(,)?) => {
+    ($row:ident => $($head:literal)+ ; $tail:literal $(, $arg:expr)* $(,)?) => {
         sqlx::query_as!(
             $row,
-            $head
-                + r#" id as "id!", seq as "seq!", tenant_id as "tenant_id!: TenantId",
+            $($head +)+
+                r#" id as "id!", seq as "seq!", tenant_id as "tenant_id!: TenantId",
                       ephemeral_id as "ephemeral_id!: EphemeralId", generation as "generation!",
                       revision as "revision!", desired as "desired!: Desired", status as "status!: Status",
                       request as "request!", project_key as "project_key!", environment_key as "environment_key!",
@@ -53,7 +55,7 @@ pub use housekeeping::{
     tenants_with_expired,
 };
 pub use outcomes::{
-    HeldJob, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
+    HeldJob, NextClaim, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
 };
 pub use requests::{
     FIRST_GENERATION, FIRST_REVISION, Requested, current, get, get_for_update, insert_requested,
@@ -155,6 +157,53 @@ macro_rules! environment_rows {
             /// The row, and whether its job was claimed.
             pub fn split(self) -> (EnvironmentRow, bool) {
                 (EnvironmentRow { $($field: self.$field,)* }, self.claimed)
+            }
+        }
+
+        /// A generation a worker's outcome just wrote ([`settle`]), and
+        /// the next due job the same statement claimed for that worker, if
+        /// it did (its columns, `null` when it claimed none).
+        pub struct SettledRow {
+            $(pub $field: $ty,)*
+            pub next_id: Option<Uuid>,
+            pub next_tenant_id: Option<TenantId>,
+            pub next_kind: Option<JobKind>,
+            pub next_environment_id: Option<Uuid>,
+            pub next_attempts: Option<i32>,
+            pub next_run_at: Option<DateTime<Utc>>,
+            pub next_locked_until: Option<DateTime<Utc>>,
+            pub next_last_error: Option<String>,
+            pub next_created_at: Option<DateTime<Utc>>,
+        }
+
+        impl SettledRow {
+            /// The row, and the job claimed for `worker`, if any.
+            pub fn split(self, worker: &str) -> (EnvironmentRow, Option<Job>) {
+                let next = match (
+                    self.next_id,
+                    self.next_tenant_id,
+                    self.next_kind,
+                    self.next_attempts,
+                    self.next_run_at,
+                    self.next_created_at,
+                ) {
+                    (Some(id), Some(tenant_id), Some(kind), Some(attempts), Some(run_at), Some(created_at)) => {
+                        Some(Job {
+                            id,
+                            tenant_id,
+                            kind,
+                            environment_id: self.next_environment_id,
+                            attempts,
+                            run_at,
+                            locked_by: Some(worker.to_owned()),
+                            locked_until: self.next_locked_until,
+                            last_error: self.next_last_error,
+                            created_at,
+                        })
+                    }
+                    _ => None,
+                };
+                (EnvironmentRow { $($field: self.$field,)* }, next)
             }
         }
     };

@@ -370,3 +370,173 @@ async fn finished_reconcile_jobs_leave_the_queue_and_housekeeping_vacuums_it() {
     )
     .await;
 }
+
+/// Settles `job` (its environment created) as the worker "here" would, with
+/// `next` the claim of its next job; `None` when the statement wrote nothing.
+async fn settle_created(
+    app: &TestApp,
+    tenant: &TenantId,
+    job: &Job,
+    next: Option<environments::NextClaim>,
+) -> Option<(environments::EnvironmentRow, Option<Job>)> {
+    let seen = environments::get(&app.db, tenant, job.environment_id.unwrap())
+        .await
+        .unwrap()
+        .expect("the job's environment");
+    settle_seen(app, tenant, &seen, job, next).await
+}
+
+async fn settle_seen(
+    app: &TestApp,
+    tenant: &TenantId,
+    seen: &environments::EnvironmentRow,
+    job: &Job,
+    next: Option<environments::NextClaim>,
+) -> Option<(environments::EnvironmentRow, Option<Job>)> {
+    environments::settle(
+        &app.db,
+        tenant,
+        seen,
+        environments::HeldJob {
+            id: job.id,
+            worker: "here",
+        },
+        environments::Settled::Created {
+            client_side_id: "client-side",
+            sealed_sdk_key: "sealed-sdk",
+            sealed_mobile_key: "sealed-mobile",
+        },
+        ("environment.ready", &json!({})),
+        "notice",
+        app.now(),
+        next,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_jobs_outcome_claims_the_workers_next_job_as_the_queue_would_and_only_when_it_settles() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let (heavy, light) = (tenant("heavy"), tenant("light"));
+    let h = queue(&app, "heavy", &["h1", "h2", "h3", "h4"]).await;
+    let l = queue(&app, "light", &["l1"]).await;
+    let now = app.now();
+    for (job, ago) in [(h[0], 5), (h[1], 4), (h[2], 3), (h[3], 2), (l[0], 1)] {
+        set_run_at(&app, job, now - ChronoDuration::seconds(ago)).await;
+    }
+    // h3 runs elsewhere.
+    hold(&app, h[2], now + LEASE).await;
+    let next = |per_tenant| {
+        Some(environments::NextClaim {
+            until: now + LEASE,
+            per_tenant,
+        })
+    };
+
+    let first = claim(&app, 2).await.expect("a due job");
+    assert_eq!(first.id, h[0]);
+    // Heavy runs h1 here and h3 elsewhere, at its limit of 2; the settled
+    // job is not counted, so its outcome claims the oldest due job: h2.
+    let (row, second) = settle_created(&app, &heavy, &first, next(2))
+        .await
+        .expect("settled");
+    assert_eq!(row.status, environments::Status::Ready);
+    let second = second.expect("the next job claimed");
+    assert_eq!(second.id, h[1]);
+    assert_eq!(
+        job_row(&app, h[1]).await,
+        ("running".into(), Some("here".into()), 1)
+    );
+    assert_eq!((second.attempts, second.tenant_id.as_str()), (1, "heavy"));
+    let gone: i64 = sqlx::query_scalar("select count(*) from jobs where id = $1")
+        .bind(h[0])
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(gone, 0, "the settled job is finished");
+
+    // With a limit of 1, heavy (h3 elsewhere) is full: light's l1 comes
+    // before heavy's older h4.
+    let (_, third) = settle_created(&app, &heavy, &second, next(1))
+        .await
+        .expect("settled");
+    let third = third.expect("the next job claimed");
+    assert_eq!(third.id, l[0]);
+    assert_eq!(
+        job_row(&app, h[3]).await,
+        ("queued".into(), None, 0),
+        "h4 waits"
+    );
+
+    // An outcome that settles nothing (the row moved on) claims nothing.
+    let mut moved = environments::get(&app.db, &light, third.environment_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    moved.revision += 1;
+    assert!(
+        settle_seen(&app, &light, &moved, &third, next(2))
+            .await
+            .is_none()
+    );
+    assert_eq!(job_row(&app, h[3]).await, ("queued".into(), None, 0));
+    // Nor one asked for no claim.
+    let (_, none) = settle_created(&app, &light, &third, None)
+        .await
+        .expect("settled");
+    assert!(none.is_none());
+    assert_eq!(job_row(&app, h[3]).await, ("queued".into(), None, 0));
+}
+
+#[tokio::test]
+async fn a_busy_worker_takes_its_next_job_from_its_last_jobs_outcome() {
+    let sim = start_sim().await;
+    // One worker, so it is busy whenever a job runs.
+    let app = spawn_with(&sim, true, |mut c| {
+        c.workers = 1;
+        c
+    })
+    .await;
+    ready_tenant(&app, "acme").await;
+    let ids: Vec<String> = (0..6).map(|i| format!("pr-{i}")).collect();
+    let puts = futures::future::join_all(
+        ids.iter()
+            .map(|id| put_env(&app, "acme", id, "?wait=0", None)),
+    )
+    .await;
+    for (status, body) in puts {
+        assert!(status.is_success(), "{status} {body}");
+    }
+    eventually(
+        Duration::from_secs(10),
+        "six reconcile jobs done",
+        || async { jobs_done(&app).await == 6 },
+    )
+    .await;
+    let ready: i64 = sqlx::query_scalar(
+        "select count(*) from environments where tenant_id = 'acme' and status = 'ready'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(ready, 6);
+    let (offered, queued, outcome) = (
+        claimed_by(&app, "offered").await,
+        claimed_by(&app, "queue").await,
+        claimed_by(&app, "outcome").await,
+    );
+    // At most the first job was offered (the worker was idle); once a claim
+    // found a backlog, each outcome claimed the next job.
+    assert!(
+        outcome >= 1 && offered + queued + outcome >= 6,
+        "offered {offered}, from the queue {queued}, by an outcome {outcome}"
+    );
+    let open: i64 =
+        sqlx::query_scalar("select count(*) from jobs where kind = 'reconcile_environment'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(open, 0);
+}

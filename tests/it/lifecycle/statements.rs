@@ -284,3 +284,57 @@ async fn a_first_generation_is_written_only_for_a_new_id_and_otherwise_the_curre
         "{written:?}"
     );
 }
+
+#[tokio::test]
+async fn announcements_queued_together_go_out_in_few_statements_and_every_one_arrives() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, false).await;
+    let mut listener = PgListener::connect_with(&app.db).await.unwrap();
+    listener.listen(ENVIRONMENTS_CHANNEL).await.unwrap();
+    let statements = || {
+        app.state
+            .metrics
+            .counter("ld_eaas_announcement_statements_total", &[])
+    };
+    // The sender starts with the app; give it its first turn.
+    eventually(Duration::from_secs(5), "the sender runs", || async {
+        let before = statements();
+        ld_eaas::app::announce(
+            &app.state,
+            Some(format!("{} 1 ready", Uuid::new_v4())),
+            false,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        statements() > before
+    })
+    .await;
+    while tokio::time::timeout(Duration::from_millis(100), listener.recv())
+        .await
+        .is_ok()
+    {}
+
+    let before = statements();
+    let ids: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        // Queued: the call does not wait for the statement.
+        ld_eaas::app::announce(&app.state, Some(format!("{id} 2 deleting")), false).await;
+    }
+    let mut arrived = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while arrived.len() < ids.len() {
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, listener.recv()).await else {
+            break;
+        };
+        if let Some((id, said)) = parse_environment_notice(n.payload()) {
+            assert_eq!(said, Some((2, Status::Deleting)));
+            arrived.insert(id);
+        }
+    }
+    assert_eq!(arrived.len(), ids.len(), "every notice arrives");
+    let sent = statements() - before;
+    assert!(
+        (1..=10).contains(&sent),
+        "100 notices queued together went out in {sent} statements"
+    );
+}
