@@ -540,3 +540,92 @@ async fn a_busy_worker_takes_its_next_job_from_its_last_jobs_outcome() {
             .unwrap();
     assert_eq!(open, 0);
 }
+
+#[tokio::test]
+async fn a_job_an_outcome_claimed_that_no_worker_started_goes_back_to_the_queue_at_shutdown() {
+    let sim = start_sim().await;
+    let app = spawn_with(&sim, true, |mut c| {
+        c.workers = 1;
+        c
+    })
+    .await;
+    ready_tenant(&app, "acme").await;
+    // Slow LaunchDarkly, so the replica stops while its one worker is busy.
+    sim.set_faults(ld_eaas::simulator::Faults {
+        latency: Duration::from_millis(300),
+        ..ld_eaas::simulator::Faults::none()
+    });
+    let ids = ["pr-1", "pr-2", "pr-3"];
+    let puts = futures::future::join_all(
+        ids.iter()
+            .map(|id| put_env(&app, "acme", id, "?wait=0", None)),
+    )
+    .await;
+    for (status, body) in puts {
+        assert!(status.is_success(), "{status} {body}");
+    }
+    // The first job was offered to the idle worker; the second it claims
+    // from the queue (a backlog), so that job's outcome claims the third.
+    eventually(
+        Duration::from_secs(10),
+        "a job claimed from the queue",
+        || async { claimed_by(&app, "queue").await >= 1 },
+    )
+    .await;
+    // The clock moves on while the second job waits for LaunchDarkly, so a
+    // write to the third job's row from here on shows in its `updated_at`.
+    let third: (Uuid, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "select id, updated_at from jobs where kind = 'reconcile_environment' and state = 'queued'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("one job still queued");
+    app.clock.advance(ChronoDuration::seconds(1));
+    let later = app.now();
+    let mut app = app;
+    app.stop_serving().await;
+    sim.set_faults(ld_eaas::simulator::Faults::none());
+
+    // The second job's outcome claimed the third; the worker, shutting down,
+    // did not start it and gave it back, as if never claimed: queued, no
+    // holder, no attempt, due now. (Never claimed, its row would still
+    // read as the PUT wrote it.)
+    let third_now: (
+        String,
+        Option<String>,
+        i32,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(
+        "select state, locked_by, attempts, run_at, updated_at from jobs where id = $1",
+    )
+    .bind(third.0)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let micros = |at: chrono::DateTime<chrono::Utc>| at.timestamp_micros();
+    assert_eq!(
+        (third_now.0.as_str(), third_now.1, third_now.2),
+        ("queued", None, 0)
+    );
+    assert_eq!(micros(third_now.3), micros(later), "due now");
+    assert_ne!(
+        micros(third_now.4),
+        micros(third.1),
+        "written since the PUT"
+    );
+    assert_eq!(
+        app.state
+            .metrics
+            .counter("ld_eaas_jobs_claimed_total", &[("how", "outcome")]),
+        0,
+        "no worker ran it"
+    );
+    let pending: i64 = sqlx::query_scalar(
+        "select count(*) from environments where tenant_id = 'acme' and status = 'pending'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(pending, 1);
+}

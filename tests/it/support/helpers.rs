@@ -396,6 +396,12 @@ impl TestApp {
     }
 
     pub async fn stop(mut self) {
+        self.stop_serving().await;
+    }
+
+    /// Shuts the replica down (its workers finish the job they are in) and
+    /// waits for it, keeping its database for the test to read.
+    pub async fn stop_serving(&mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             let _ = server.await;
