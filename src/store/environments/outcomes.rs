@@ -187,7 +187,8 @@ pub async fn settle(
         };
     }
     let row = match next {
-        // As `jobs::claim`, the settled job not counted against its tenant.
+        // As `jobs::claim` (keep the two in step), the settled job not
+        // counted against its tenant, and only if this statement settled it.
         Some(next) => settle_with!(
             "full_up as (
                  select tenant_id from jobs

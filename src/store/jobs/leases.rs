@@ -23,7 +23,8 @@ use crate::ids::TenantId;
 /// first. The statement walks the due jobs in `run_at` order (the
 /// `jobs_due` index) and stops at the first one it may take, so its cost does
 /// not grow with the backlog; a job whose lease ran out is taken before any
-/// queued one.
+/// queued one. `environments::settle` makes the same claim for a busy
+/// worker's next job (keep the two in step).
 pub async fn claim(
     db: &PgPool,
     worker: &str,
