@@ -332,6 +332,13 @@ async fn announcements_queued_together_go_out_in_few_statements_and_every_one_ar
         }
     }
     assert_eq!(arrived.len(), ids.len(), "every notice arrives");
+    // A statement is counted when its answer is back, which may be just
+    // after its notices arrive.
+    eventually(Duration::from_secs(5), "the statements counted", || async {
+        statements() > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let sent = statements() - before;
     assert!(
         (1..=10).contains(&sent),
