@@ -262,6 +262,14 @@ async fn claimed_by(app: &TestApp, how: &str) -> u64 {
         .await
 }
 
+/// Reconcile jobs in the queue, open or not.
+async fn reconcile_jobs(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from jobs where kind = 'reconcile_environment'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 /// Reconcile job attempts that ended done (`ld_eaas_jobs_total`).
 async fn jobs_done(app: &TestApp) -> u64 {
     app.counter(r#"ld_eaas_jobs_total{kind="reconcile_environment",outcome="done"}"#)
@@ -317,12 +325,7 @@ async fn the_api_offers_its_jobs_to_its_own_workers_and_waits_end_with_their_out
         "no job was offered: offered {offered}, from the queue {queued}"
     );
     // Finished, they are gone from the queue: none is left, open or not.
-    let left: i64 =
-        sqlx::query_scalar("select count(*) from jobs where kind = 'reconcile_environment'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(reconcile_jobs(&app).await, 0);
 }
 
 #[tokio::test]
@@ -533,12 +536,7 @@ async fn a_busy_worker_takes_its_next_job_from_its_last_jobs_outcome() {
         outcome >= 1 && offered + queued + outcome >= 6,
         "offered {offered}, from the queue {queued}, by an outcome {outcome}"
     );
-    let open: i64 =
-        sqlx::query_scalar("select count(*) from jobs where kind = 'reconcile_environment'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(open, 0);
+    assert_eq!(reconcile_jobs(&app).await, 0);
 }
 
 #[tokio::test]
