@@ -204,7 +204,7 @@ async fn run(database_url: &str) -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?,
-        db: state.db.clone(),
+        db: state.db.pool().clone(),
     };
     let tenants: Vec<String> = (0..TENANTS).map(|i| format!("bench-{i}")).collect();
     for (i, id) in tenants.iter().enumerate() {

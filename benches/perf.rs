@@ -668,8 +668,11 @@ fn start_baseline(database_url: &str) -> anyhow::Result<Replica> {
     Ok(replica)
 }
 
-async fn baseline_server(db: PgPool) -> anyhow::Result<String> {
-    async fn tenant(State(db): State<PgPool>, Path(id): Path<String>) -> axum::response::Response {
+async fn baseline_server(db: ld_eaas::db::Db) -> anyhow::Result<String> {
+    async fn tenant(
+        State(db): State<ld_eaas::db::Db>,
+        Path(id): Path<String>,
+    ) -> axum::response::Response {
         use axum::response::IntoResponse;
         let row: Result<Option<(String, String)>, _> =
             sqlx::query_as("select id, display_name from tenants where id = $1")

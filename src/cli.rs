@@ -97,7 +97,7 @@ pub enum EncryptionKeysCommand {
     },
 }
 
-async fn pool(args: &DatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
+async fn pool(args: &DatabaseArgs) -> anyhow::Result<db::Db> {
     let pool = db::connect(&SecretString::from(args.database_url.clone()), 2).await?;
     db::migrate(&pool).await?;
     Ok(pool)

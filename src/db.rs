@@ -9,13 +9,39 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
+mod statements;
+
+pub use statements::{Db, StatementPool};
+
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Creates the database if it does not exist yet, then connects.
-pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPool> {
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the database if it does not exist yet, then connects. The
+/// `pool_size` connections are shared out: half (at least one) to sqlx's
+/// pool for transactions and the notification listener, the rest (at least
+/// one) to the [`StatementPool`] for single statements.
+pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<Db> {
+    let (transactions, statements) = split_pool(pool_size);
+    let pool = connect_pool(url, transactions).await?;
+    let options = (*pool.connect_options()).clone();
+    let statements = StatementPool::new(options, statements, ACQUIRE_TIMEOUT, PING_IDLE_AFTER);
+    Ok(Db::new(pool, statements))
+}
+
+/// `pool_size` shared out as (transactions, statements).
+fn split_pool(pool_size: u32) -> (u32, u32) {
+    let transactions = (pool_size / 2).max(1);
+    (transactions, pool_size.saturating_sub(transactions).max(1))
+}
+
+/// sqlx's pool of `pool_size` connections, the database created first if
+/// it does not exist.
+async fn connect_pool(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPool> {
     let url = url.expose_secret();
     // Validate the URL first so a typo does not surface as a confusing
     // "database does not exist" error. The URL itself (it may hold a
@@ -40,10 +66,11 @@ pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<PgPoo
     }
     PgPoolOptions::new()
         .max_connections(pool_size)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection it hands out by default: a round trip
-        // to Postgres before every statement outside a transaction, which
-        // under load was about a third of all of them. A connection in
+        // to Postgres before every statement, which under load was about a
+        // third of all of them (and it pings again when it takes one back;
+        // single statements avoid that in the `StatementPool`). A connection in
         // steady use is known to work; one that sat idle (through a database
         // restart, say) is still pinged and replaced if it is dead.
         .test_before_acquire(false)
@@ -86,4 +113,16 @@ pub async fn migrations_current(pool: &PgPool) -> anyhow::Result<bool> {
     .await
     .context("the database did not answer in time")??;
     Ok(applied.unwrap_or(0) >= latest_known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_pool;
+
+    #[test]
+    fn the_pool_size_is_shared_between_transactions_and_statements() {
+        assert_eq!(split_pool(20), (10, 10));
+        assert_eq!(split_pool(3), (1, 2));
+        assert_eq!(split_pool(2), (1, 1));
+    }
 }

@@ -17,11 +17,11 @@ fn store_error(err: sqlx::Error) -> StoreError {
 
 #[derive(Debug, Clone)]
 pub struct PgRateLimitStore {
-    db: PgPool,
+    db: crate::db::Db,
 }
 
 impl PgRateLimitStore {
-    pub fn new(db: PgPool) -> Self {
+    pub fn new(db: crate::db::Db) -> Self {
         Self { db }
     }
 

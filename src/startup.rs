@@ -142,7 +142,7 @@ impl Application {
 
 fn spawn_background(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     jobs::spawn(state, shutdown, tasks);
-    let store = tower_sessions_sqlx_store::PostgresStore::new(state.db.clone());
+    let store = tower_sessions_sqlx_store::PostgresStore::new(state.db.pool().clone());
     let stop = shutdown.clone();
     tasks.spawn(async move {
         use tower_sessions::ExpiredDeletion;

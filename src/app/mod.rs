@@ -12,8 +12,6 @@ mod tenant_cache;
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
-
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::launchdarkly::{LdClient, LdOAuth};
@@ -37,7 +35,7 @@ pub struct AppState(Arc<Parts>);
 
 /// What [`AppState`] holds; read through it (`state.db`, `state.config`…).
 pub struct Parts {
-    pub db: PgPool,
+    pub db: crate::db::Db,
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,

@@ -108,11 +108,7 @@ pub async fn ensure_environment(
     actor: &str,
 ) -> Result<Ensured> {
     let request = request.normalized()?;
-    // One connection for the statements of the common case (each connection
-    // sqlx takes back costs a round trip to check it), given back before the
-    // locked path takes another.
-    let mut conn = state.db.acquire().await?;
-    let settings = tenants::ready_cached(state, &mut *conn, tenant).await?;
+    let settings = tenants::ready_cached(state, &state.db, tenant).await?;
     // First without a lock, in one statement: a new id gets its first
     // generation, a repeat finds its current one. What that cannot settle
     // (a failed generation to retry, a request that raced this one) takes
@@ -125,7 +121,7 @@ pub async fn ensure_environment(
         &request,
         environments::FIRST_GENERATION,
     )?;
-    match insert_unlocked(state, &mut conn, tenant, ephemeral_id, &first, actor).await? {
+    match insert_unlocked(state, tenant, ephemeral_id, &first, actor).await? {
         Some(Requested::Written { row, .. }) => {
             return Ok(Ensured {
                 record: row,
@@ -154,7 +150,7 @@ pub async fn ensure_environment(
                 newest.generation + 1,
             )?;
             if let Some(Requested::Written { row, .. }) =
-                insert_unlocked(state, &mut conn, tenant, ephemeral_id, &planned, actor).await?
+                insert_unlocked(state, tenant, ephemeral_id, &planned, actor).await?
             {
                 return Ok(Ensured {
                     record: row,
@@ -164,7 +160,6 @@ pub async fn ensure_environment(
         }
         None => {}
     }
-    drop(conn);
     let mut tx = state.db.begin().await?;
     environments::lock_ephemeral(&mut tx, tenant, ephemeral_id).await?;
     if let Some(existing) = environments::present_for_update(&mut tx, tenant, ephemeral_id).await? {
@@ -205,7 +200,7 @@ pub async fn ensure_environment(
     let claim = here.as_ref().map(|(_, claim)| claim);
     // This transaction holds the id's lock, so the statement's try
     // succeeds, and the id has no generation if this is the first.
-    let (record, claimed) = write_planned(&mut tx, tenant, ephemeral_id, &planned, audit, claim)
+    let (record, claimed) = write_planned(&mut *tx, tenant, ephemeral_id, &planned, audit, claim)
         .await?
         .and_then(Requested::written)
         .ok_or(TenantError::Offboarding)?;
@@ -326,7 +321,7 @@ pub async fn request_recreate(
         "generation": planned.generation,
     });
     let audit = (actor, AuditAction::EnvironmentRecreateRequested, &details);
-    let (record, _) = write_planned(&mut tx, tenant, ephemeral_id, &planned, audit, None)
+    let (record, _) = write_planned(&mut *tx, tenant, ephemeral_id, &planned, audit, None)
         .await?
         .and_then(Requested::written)
         .ok_or(TenantError::Offboarding)?;

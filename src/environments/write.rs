@@ -198,8 +198,8 @@ pub(super) async fn plan_next<'a>(
 /// is being offboarded, or, outside the id's lock, a transaction holds
 /// it); a first generation is not written if the id has generations, and
 /// its current one is returned ([`Requested::Found`]).
-pub(super) async fn write_planned(
-    conn: &mut sqlx::PgConnection,
+pub(super) async fn write_planned<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
     planned: &Planned<'_>,
@@ -207,7 +207,7 @@ pub(super) async fn write_planned(
     claim: Option<&Claim<'_>>,
 ) -> sqlx::Result<Option<Requested>> {
     environments::insert_requested(
-        conn,
+        db,
         &planned.row(tenant, ephemeral_id),
         (actor, action.as_str(), details),
         planned.now,
@@ -224,7 +224,6 @@ pub(super) async fn write_planned(
 /// offboarded; the caller takes the locked path, which tells.
 pub(super) async fn insert_unlocked(
     state: &AppState,
-    conn: &mut sqlx::PgConnection,
     tenant: &TenantId,
     ephemeral_id: &EphemeralId,
     planned: &Planned<'_>,
@@ -235,7 +234,7 @@ pub(super) async fn insert_unlocked(
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
     let claim = here.as_ref().map(|(_, claim)| claim);
     let (record, claimed) =
-        match write_planned(conn, tenant, ephemeral_id, planned, audit, claim).await {
+        match write_planned(&state.db, tenant, ephemeral_id, planned, audit, claim).await {
             Ok(Some(Requested::Written { row, claimed })) => (row, claimed),
             Ok(found) => return Ok(found),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),

@@ -39,7 +39,7 @@ pub use session::{CustomerSession, Flash, FlashKind};
 pub const SESSION_COOKIE: &str = "ld_eaas_session";
 
 pub fn router(state: AppState) -> Router<AppState> {
-    let store = PostgresStore::new(state.db.clone());
+    let store = PostgresStore::new(state.db.pool().clone());
     let idle = tower_sessions::cookie::time::Duration::seconds(
         i64::try_from(state.config.session_idle_timeout.as_secs()).unwrap_or(8 * 3600),
     );

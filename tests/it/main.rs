@@ -16,4 +16,5 @@ mod launchdarkly;
 mod lifecycle;
 mod private_postgres;
 mod simulator;
+mod statement_pool;
 mod ui;

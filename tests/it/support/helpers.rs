@@ -284,7 +284,7 @@ pub async fn spawn_app_on_listener(
     use secrecy::ExposeSecret;
     TestApp {
         address,
-        db: state.db.clone(),
+        db: state.db.pool().clone(),
         state,
         clock,
         api_key: key.expose_secret().to_owned(),

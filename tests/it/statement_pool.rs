@@ -1,0 +1,226 @@
+//! The pool of single-statement connections (`ld_eaas::db::StatementPool`),
+//! against a real Postgres: a connection goes back without a round trip to
+//! check it, one left half-way by a cancelled caller is closed, an error
+//! answer keeps it, a dead idle one is replaced, and the size is a bound.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ld_eaas::db::StatementPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::helpers::TestDatabase;
+
+fn pool(db: &TestDatabase, max: u32, ping_idle_after: Duration) -> StatementPool {
+    let options = PgConnectOptions::from_str(&db.url).expect("test URL");
+    StatementPool::new(options, max, Duration::from_secs(10), ping_idle_after)
+}
+
+async fn backend_pid(pool: &StatementPool) -> i32 {
+    sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .expect("a statement on the pool")
+}
+
+/// Forwards connections to Postgres and counts the bytes clients send.
+async fn counting_proxy(target: String) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&target).await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        counter.fetch_add(n, Ordering::SeqCst);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let downstream = async {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    (port, sent)
+}
+
+/// Bytes a client sends after a statement's answer is back, for the
+/// second run of the same statement (the first also prepares it).
+async fn sent_after_the_answer<'c, E>(db: E, sent: &AtomicUsize) -> (usize, usize)
+where
+    E: sqlx::PgExecutor<'c> + Copy,
+{
+    let statement = "select count(*) from pg_class";
+    let _: i64 = sqlx::query_scalar(statement).fetch_one(db).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = sent.load(Ordering::SeqCst);
+    let _: i64 = sqlx::query_scalar(statement).fetch_one(db).await.unwrap();
+    let answered = sent.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (answered - before, sent.load(Ordering::SeqCst) - answered)
+}
+
+#[tokio::test]
+async fn a_connection_goes_back_without_a_round_trip_to_check_it() {
+    let db = TestDatabase::create().await;
+    let mut options = PgConnectOptions::from_str(&db.url).unwrap();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let (port, sent) = counting_proxy(target).await;
+    options = options.host("127.0.0.1").port(port);
+
+    let statements = StatementPool::new(
+        options.clone(),
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
+    let (statement, after) = sent_after_the_answer(&statements, &sent).await;
+    assert!(statement > 0, "the statement went through the proxy");
+    assert_eq!(after, 0, "nothing is sent to Postgres after the answer");
+
+    // The control: sqlx's pool checks the connection it takes back with a
+    // `Sync` message (5 bytes, more inside TLS), which this test sees.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let (_, after) = sent_after_the_answer(&pool, &sent).await;
+    assert!(
+        after > 0,
+        "sqlx's pool pings on release (the test can see it)"
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_reused_and_an_error_answer_keeps_it() {
+    let db = TestDatabase::create().await;
+    let statements = pool(&db, 2, Duration::from_secs(60));
+    let first = backend_pid(&statements).await;
+    assert_eq!(
+        backend_pid(&statements).await,
+        first,
+        "the idle connection is reused"
+    );
+
+    let refused = sqlx::query("select 1 / 0").execute(&statements).await;
+    let err = refused.expect_err("division by zero is refused");
+    assert!(matches!(err, sqlx::Error::Database(_)), "{err:?}");
+    assert_eq!(statements.idle_count(), 1, "the connection went back");
+    assert_eq!(
+        backend_pid(&statements).await,
+        first,
+        "after an error answer the same connection takes the next statement"
+    );
+}
+
+#[tokio::test]
+async fn a_statement_dropped_half_way_closes_its_connection() {
+    let db = TestDatabase::create().await;
+    let statements = pool(&db, 1, Duration::from_secs(60));
+    let first = backend_pid(&statements).await;
+
+    let slow = sqlx::query("select pg_sleep(10)").execute(&statements);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), slow)
+            .await
+            .is_err(),
+        "the sleep was cut short by the caller"
+    );
+    assert_eq!(
+        statements.idle_count(),
+        0,
+        "the cancelled connection was not kept"
+    );
+
+    // With one connection allowed, the next statement gets a new one at
+    // once; the old one would still be sleeping (or answer out of turn).
+    let started = Instant::now();
+    let next = backend_pid(&statements).await;
+    assert_ne!(next, first, "a new connection");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the abandoned statement: {:?}",
+        started.elapsed()
+    );
+    let rows: Vec<i32> = sqlx::query_scalar("select generate_series(1, 3)")
+        .fetch_all(&statements)
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![1, 2, 3], "its answers are its own");
+}
+
+#[tokio::test]
+async fn a_dead_idle_connection_is_replaced_before_use() {
+    let db = TestDatabase::create().await;
+    let statements = pool(&db, 1, Duration::from_millis(100));
+    let first = backend_pid(&statements).await;
+
+    let mut admin = PgConnection::connect(&db.url).await.unwrap();
+    let terminated: bool = sqlx::query_scalar("select pg_terminate_backend($1)")
+        .bind(first)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(terminated);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let next = backend_pid(&statements).await;
+    assert_ne!(
+        next, first,
+        "the dead connection was found out and replaced"
+    );
+}
+
+#[tokio::test]
+async fn no_more_connections_than_its_size() {
+    let db = TestDatabase::create().await;
+    let statements = pool(&db, 2, Duration::from_secs(60));
+    let started = Instant::now();
+    let runs = (0..4).map(|_| async {
+        sqlx::query_scalar::<_, i32>("select pg_backend_pid() from pg_sleep(0.3)")
+            .fetch_one(&statements)
+            .await
+            .unwrap()
+    });
+    let mut pids = futures::future::join_all(runs).await;
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 2, "four statements shared two connections");
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "two rounds of two: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(statements.idle_count(), 2);
+
+    statements.close();
+    let closed = sqlx::query("select 1").execute(&statements).await;
+    assert!(matches!(closed, Err(sqlx::Error::PoolClosed)), "{closed:?}");
+    assert_eq!(statements.idle_count(), 0);
+}
