@@ -2,8 +2,6 @@
 //! offboarded (`active`), and also is connected and has chosen a source
 //! (`ready`). The one place these checks are made.
 
-use sqlx::PgPool;
-
 use crate::app::AppState;
 use crate::ids::TenantId;
 use crate::store::connections::{self, ConnectionStatus};
@@ -54,7 +52,10 @@ impl Readiness {
 }
 
 /// The tenant, if it exists and is not being offboarded.
-pub async fn active(db: &PgPool, tenant: &TenantId) -> Result<Tenant, TenantError> {
+pub async fn active<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    tenant: &TenantId,
+) -> Result<Tenant, TenantError> {
     let found = tenants::get(db, tenant)
         .await?
         .ok_or_else(|| TenantError::NotFound(tenant.clone()))?;
@@ -65,7 +66,10 @@ pub async fn active(db: &PgPool, tenant: &TenantId) -> Result<Tenant, TenantErro
 }
 
 /// The tenant's connection status and settings.
-pub async fn readiness(db: &PgPool, tenant: &TenantId) -> Result<Readiness, TenantError> {
+pub async fn readiness<'e>(
+    db: impl sqlx::PgExecutor<'e> + Copy,
+    tenant: &TenantId,
+) -> Result<Readiness, TenantError> {
     let connection = connections::get(db, tenant).await?.map(|c| c.status);
     let settings = settings::get(db, tenant).await?;
     Ok(Readiness {

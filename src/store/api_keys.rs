@@ -207,8 +207,8 @@ impl KeyCache {
 
 /// The live key matching the presented secret, from `cache` when it was
 /// checked in the last TTL, else from the database (then remembered).
-pub async fn authenticate_cached(
-    db: &PgPool,
+pub async fn authenticate_cached<'e>(
+    db: impl sqlx::PgExecutor<'e> + Copy,
     cache: &KeyCache,
     presented: &str,
     now: DateTime<Utc>,
@@ -232,8 +232,8 @@ pub async fn authenticate_cached(
 
 /// The live key matching the presented secret, if any (always asks the
 /// database; requests go through [`authenticate_cached`]).
-pub async fn authenticate(
-    db: &PgPool,
+pub async fn authenticate<'e>(
+    db: impl sqlx::PgExecutor<'e> + Copy,
     presented: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<ApiKey>> {

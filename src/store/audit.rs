@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 
 use crate::ids::TenantId;
 
@@ -95,8 +95,8 @@ pub async fn record_and_notify<'e>(
 }
 
 /// Newest first; `before` is the id of the last row of the previous page.
-pub async fn list(
-    db: &PgPool,
+pub async fn list<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     tenant: &TenantId,
     before: Option<i64>,
     limit: i64,

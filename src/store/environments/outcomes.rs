@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Desired, EnvironmentRow, FailureCode, SettledRow, Status};
@@ -103,8 +103,8 @@ pub struct NextClaim {
 /// job's update reads `current` before it locks the job row. The next job's
 /// row is taken with `skip locked`, never waited for, as every claim's is.
 #[allow(clippy::too_many_arguments)]
-pub async fn settle(
-    db: &PgPool,
+pub async fn settle<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     tenant: &TenantId,
     seen: &EnvironmentRow,
     job: HeldJob<'_>,

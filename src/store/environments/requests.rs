@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{ClaimedRow, Desired, EnvironmentRow, FailureCode, NewEnvironment, Status};
@@ -364,8 +364,8 @@ pub async fn get_for_update(
 }
 
 /// Newest first. `before_seq` is the `seq` of the last row of the previous page.
-pub async fn list(
-    db: &PgPool,
+pub async fn list<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     tenant: &TenantId,
     include_deleted: bool,
     before_seq: Option<i64>,

@@ -11,7 +11,7 @@
 //! same. See "What is durable when" in `crate::store`.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Job, JobKind};
@@ -25,8 +25,8 @@ use crate::ids::TenantId;
 /// not grow with the backlog; a job whose lease ran out is taken before any
 /// queued one. `environments::settle` makes the same claim for a busy
 /// worker's next job (keep the two in step).
-pub async fn claim(
-    db: &PgPool,
+pub async fn claim<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     worker: &str,
     now: DateTime<Utc>,
     lease: Duration,
@@ -141,8 +141,8 @@ pub async fn release<'e>(
 }
 
 /// Extends the lease of a job this worker still holds.
-pub async fn heartbeat(
-    db: &PgPool,
+pub async fn heartbeat<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     id: Uuid,
     worker: &str,
     until: DateTime<Utc>,

@@ -187,8 +187,8 @@ pub async fn retry<'e>(
 /// holds are skipped, never waited for: this statement takes many job rows
 /// without their environments, which the lock order (`crate::store`) allows
 /// only without waiting (a skipped job meets the limit and is held itself).
-pub async fn hold_account(
-    db: &PgPool,
+pub async fn hold_account<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     account_id: &str,
     reset_at: DateTime<Utc>,
     spread: Duration,
