@@ -23,14 +23,19 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates the database if it does not exist yet, then connects. The
 /// `pool_size` connections are shared out: half (at least one) to sqlx's
-/// pool for transactions and the notification listener, the rest (at least
-/// one) to the [`StatementPool`] for single statements.
+/// pool for transactions, the rest (at least one) to the [`StatementPool`]
+/// for single statements; the notification listener has one more of its
+/// own ([`Db::notifications`]).
 pub async fn connect(url: &SecretString, pool_size: u32) -> anyhow::Result<Db> {
     let (transactions, statements) = split_pool(pool_size);
     let pool = connect_pool(url, transactions).await?;
     let options = (*pool.connect_options()).clone();
+    let notifications = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options.clone());
     let statements = StatementPool::new(options, statements, ACQUIRE_TIMEOUT, PING_IDLE_AFTER);
-    Ok(Db::new(pool, statements))
+    Ok(Db::new(pool, statements, notifications))
 }
 
 /// `pool_size` shared out as (transactions, statements).

@@ -80,7 +80,8 @@ pub struct ServeArgs {
     /// Lifecycle jobs each replica works on at once.
     #[arg(long, env = "LD_EAAS_WORKERS", default_value_t = 8)]
     pub workers: usize,
-    /// Database pool size.
+    /// Postgres connections per replica, besides the notification
+    /// listener's: half for transactions, half for single statements.
     #[arg(long, env = "LD_EAAS_DATABASE_POOL_SIZE", default_value_t = 20)]
     pub database_pool_size: u32,
     /// How often the sweeper looks for orphaned environments, in seconds.

@@ -40,15 +40,24 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 pub struct Db {
     pool: PgPool,
     statements: Arc<StatementPool>,
+    notifications: PgPool,
 }
 
 impl Db {
-    /// `pool` for transactions; `statements` for single statements.
-    pub fn new(pool: PgPool, statements: StatementPool) -> Self {
+    /// `pool` for transactions; `statements` for single statements;
+    /// `notifications` for the replica's `LISTEN` connection.
+    pub fn new(pool: PgPool, statements: StatementPool, notifications: PgPool) -> Self {
         Self {
             pool,
             statements: Arc::new(statements),
+            notifications,
         }
+    }
+
+    /// The pool the replica's one `LISTEN` connection comes from, so that
+    /// it never holds one of the transactions' connections.
+    pub fn notifications(&self) -> &PgPool {
+        &self.notifications
     }
 
     /// sqlx's pool (transactions, listeners, migrations, sessions).
@@ -64,6 +73,7 @@ impl Db {
     /// Closes both pools: idle connections now, the rest as they come back.
     pub async fn close(&self) {
         self.statements.close();
+        self.notifications.close().await;
         self.pool.close().await;
     }
 }

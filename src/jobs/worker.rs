@@ -295,7 +295,7 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
         notify::TENANTS_CHANNEL,
     ];
     while !shutdown.is_cancelled() {
-        let mut listener = match PgListener::connect_with(&state.db).await {
+        let mut listener = match PgListener::connect_with(state.db.notifications()).await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "could not listen for notifications; retrying");

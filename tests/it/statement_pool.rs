@@ -1,7 +1,8 @@
 //! The pool of single-statement connections (`ld_eaas::db::StatementPool`),
 //! against a real Postgres: a connection goes back without a round trip to
 //! check it, one left half-way by a cancelled caller is closed, an error
-//! answer keeps it, a dead idle one is replaced, and the size is a bound.
+//! answer keeps it, a dead idle one is replaced, and the size is a bound;
+//! and the notification listener takes none of the transactions'.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::helpers::TestDatabase;
+use crate::support::helpers::{TestDatabase, spawn_app_with};
 
 fn pool(db: &TestDatabase, max: u32, ping_idle_after: Duration) -> StatementPool {
     let options = PgConnectOptions::from_str(&db.url).expect("test URL");
@@ -223,4 +224,44 @@ async fn no_more_connections_than_its_size() {
     let closed = sqlx::query("select 1").execute(&statements).await;
     assert!(matches!(closed, Err(sqlx::Error::PoolClosed)), "{closed:?}");
     assert_eq!(statements.idle_count(), 0);
+}
+
+/// The notification listener has a connection of its own: with the
+/// smallest pool allowed (one connection for transactions, one for
+/// statements), transactions still run while the replica listens.
+#[tokio::test]
+async fn a_replica_with_the_smallest_pool_listens_and_still_runs_transactions() {
+    let app = spawn_app_with(|mut config| {
+        config.database_pool_size = 2;
+        config
+    })
+    .await;
+    let listening = "select count(*) from pg_stat_activity
+                      where datname = current_database() and query ilike 'listen%'";
+    let started = Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar(listening)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Creating a tenant is a transaction; two in a row, each well within
+    // the 10 s a statement waits for a connection.
+    for id in ["small-pool-a", "small-pool-b"] {
+        let started = Instant::now();
+        app.create_tenant(id).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited {:?} for a connection",
+            started.elapsed()
+        );
+    }
 }
