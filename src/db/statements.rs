@@ -69,13 +69,6 @@ impl Db {
     pub fn statements(&self) -> &StatementPool {
         &self.statements
     }
-
-    /// Closes both pools: idle connections now, the rest as they come back.
-    pub async fn close(&self) {
-        self.statements.close();
-        self.notifications.close().await;
-        self.pool.close().await;
-    }
 }
 
 impl std::ops::Deref for Db {
