@@ -14,13 +14,14 @@
 //! up to the `ReadyForQuery` before the connection's next statement). A
 //! statement dropped before its end, or any other error, closes the
 //! connection. As in the transaction pool (`super::connect`), a connection
-//! idle for [`super::PING_IDLE_AFTER`] is pinged before it is used, so one
+//! idle for a while (`PING_IDLE_AFTER`, a second) is pinged before it is used, so one
 //! that died with a database restart is replaced rather than failing a
 //! request.
 //!
-//! [`Db`] puts the two pools behind one handle: as an executor (`&Db`) it
-//! runs a statement here; everything else (`begin`, listeners, tools that
-//! take a `&PgPool`) goes to sqlx's pool through `Deref`. Transactions must
+//! [`Db`] puts the pools behind one handle: as an executor (`&Db`) it runs
+//! a statement here; everything else (`begin`, tools that take a `&PgPool`)
+//! goes to sqlx's pool through `Deref`, and the notification listener has a
+//! pool of its own (`Db::notifications`). Transactions must
 //! stay on sqlx's pool: a connection here is handed back as soon as its one
 //! statement ends.
 
@@ -60,7 +61,7 @@ impl Db {
         &self.notifications
     }
 
-    /// sqlx's pool (transactions, listeners, migrations, sessions).
+    /// sqlx's pool (transactions, migrations, sessions).
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
