@@ -815,6 +815,24 @@ async fn maintain(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the replicas reach Postgres (they use the same URL as `db`): over
+/// its Unix socket, or over TCP with or without TLS. On one box the socket
+/// costs the least: TLS on loopback encrypts every statement and answer
+/// twice over for nothing (BENCHMARKS.md, item 38).
+async fn database_link(db: &PgPool) -> anyhow::Result<&'static str> {
+    let (tcp, tls): (bool, bool) = sqlx::query_as(
+        "select inet_server_addr() is not null,
+                coalesce((select ssl from pg_stat_ssl where pid = pg_backend_pid()), false)",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(match (tcp, tls) {
+        (false, _) => "over its Unix socket",
+        (true, true) => "over TCP with TLS",
+        (true, false) => "over TCP without TLS",
+    })
+}
+
 /// How many of the lifecycle phases' row updates were heap-only (HOT: no
 /// index entry written) on the two hot tables. Postgres's statistics lag by
 /// up to a second, hence the wait.
@@ -1153,7 +1171,11 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     table.add(
         "create+delete lifecycles/s sustained",
         format!("{max_rate:.0} /s at saturation (64 callers); {achieved:.0} /s of {rate} offered ({failed} failed)"),
-        format!("{} replicas, Postgres on the same box", flags.replicas),
+        format!(
+            "{} replicas, Postgres on the same box {}",
+            flags.replicas,
+            database_link(&db).await?
+        ),
         ">= 1,000 /s",
         Some(max_rate >= 1000.0),
     );
@@ -1407,6 +1429,15 @@ async fn open_loop(api: &Api, rate: u32, for_: Duration, tenants: usize) -> Run 
         let results = results.clone();
         tasks.push(tokio::spawn(async move {
             let outcome = lifecycle(&api, i % tenants, &format!("o-{i}")).await;
+            // PERF_SLOW_PUTS=1: when each PUT slower than 5 ms started, to
+            // tell a stall of everything (many at once) from scattered ones.
+            if let (Some(_), Ok((put, _))) = (std::env::var_os("PERF_SLOW_PUTS"), &outcome) {
+                if *put >= Duration::from_millis(5) {
+                    let at = start.elapsed().saturating_sub(*put).as_secs_f64();
+                    let ms = put.as_secs_f64() * 1e3;
+                    eprintln!("slow PUT: started {at:.3} s into the phase, took {ms:.1} ms");
+                }
+            }
             let mut r = results.lock().await;
             match outcome {
                 Ok((put, delete)) => {

@@ -23,7 +23,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 name="ldeaas_floor_$$"
-url="${admin%/*}/$name"
+# The database's name replaces the URL's path; a query (`?host=/var/run/postgresql`
+# for the Unix socket, `?sslmode=disable`) is kept.
+query=""
+case "$admin" in *\?*) query="?${admin#*\?}" ;; esac
+base="${admin%%\?*}"
+url="${base%/*}/$name$query"
 seconds=${SECONDS_PER_RUN:-15}
 
 psql -q "$admin" -c "create database $name"

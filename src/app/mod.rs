@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 pub use announcements::Announcements;
 pub use announcements::announce;
 pub use locks::RefreshLocks;
-pub(crate) use runtime::{Change, Offer, Promise};
+pub(crate) use runtime::{BackgroundSlot, Change, Offer, Promise};
 pub use runtime::{FALLBACK_POLL, Runtime};
 pub use tenant_cache::{TENANT_CACHE_TTL, TenantCache};
 

@@ -167,6 +167,9 @@ pub struct Runtime {
     idle: AtomicUsize,
     /// The last claim here found a job due: the queue has a backlog.
     backlog: AtomicBool,
+    /// Tenant-wide jobs (sweeps, offboardings) this replica's workers run
+    /// or have claimed ([`Runtime::reserve_background`]).
+    background: Arc<AtomicUsize>,
     /// The API's committed writes waiting to be announced
     /// (`app::announcements`).
     pub(crate) announcements: Announcements,
@@ -190,6 +193,7 @@ impl Runtime {
             offers: Mutex::new(Offers::default()),
             idle: AtomicUsize::new(0),
             backlog: AtomicBool::new(false),
+            background: Arc::new(AtomicUsize::new(0)),
             announcements: Announcements::default(),
         }
     }
@@ -285,6 +289,33 @@ impl Runtime {
     pub(crate) fn idle_worker(&self) -> IdleWorker<'_> {
         self.idle.fetch_add(1, Ordering::AcqRel);
         IdleWorker(self)
+    }
+
+    /// One of this replica's `slots` places for a tenant-wide job (a sweep
+    /// or an offboarding), held by a worker from before its claim until
+    /// that job is done; `None` when all are taken. A claim made without
+    /// one passes tenant-wide jobs over (`store::jobs::claim`), so however
+    /// many of them fall due at once (every tenant's sweep, each a listing
+    /// of a LaunchDarkly project), the other workers keep running the
+    /// previews' creates and deletes.
+    pub(crate) fn reserve_background(&self, slots: usize) -> Option<BackgroundSlot> {
+        self.background
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < slots).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| BackgroundSlot(self.background.clone()))
+    }
+}
+
+/// A place for a tenant-wide job ([`Runtime::reserve_background`]), given
+/// back when dropped.
+#[derive(Debug)]
+pub(crate) struct BackgroundSlot(Arc<AtomicUsize>);
+
+impl Drop for BackgroundSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -490,5 +521,18 @@ mod tests {
             (two, Some(two))
         );
         assert!(runtime.take_offer().is_none());
+    }
+
+    #[test]
+    fn background_places_are_bounded_and_given_back_when_dropped() {
+        let runtime = Runtime::new();
+        let first = runtime.reserve_background(2).expect("a place");
+        let second = runtime.reserve_background(2).expect("another");
+        assert!(runtime.reserve_background(2).is_none(), "both taken");
+        drop(first);
+        let third = runtime.reserve_background(2).expect("given back");
+        assert!(runtime.reserve_background(2).is_none());
+        drop((second, third));
+        assert!(runtime.reserve_background(1).is_some());
     }
 }

@@ -10,10 +10,10 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::app::{AppState, BackgroundSlot};
 use crate::environments::events;
 use crate::store::environments::{EnvironmentRow, NextClaim};
-use crate::store::jobs::{self, Job};
+use crate::store::jobs::{self, Job, JobKind};
 use crate::store::{notify, outbox};
 
 /// Offered jobs a worker runs before it claims from the queue again.
@@ -35,10 +35,36 @@ pub(crate) enum Next {
     NoneDue,
 }
 
+/// What a job's outcome left for its worker ([`run`]): the next job, and
+/// the background place reserved for that claim ([`next_claim`]).
+#[derive(Debug, Default)]
+struct Pending {
+    next: Next,
+    slot: Option<BackgroundSlot>,
+}
+
 tokio::task_local! {
     /// Set while a worker runs a job ([`run`]): what the job's outcome
     /// claimed for that worker next.
-    static NEXT: std::cell::RefCell<Next>;
+    static NEXT: std::cell::RefCell<Pending>;
+}
+
+/// How many tenant-wide jobs (sweeps, offboardings) a replica's workers run
+/// at once: a quarter of them, at least one. The rest are kept for the
+/// previews' creates and deletes, which would otherwise wait behind a wave
+/// of sweeps (every tenant's falls due in the same housekeeping pass).
+pub(crate) fn background_slots(state: &AppState) -> usize {
+    (state.config.workers / 4).max(1)
+}
+
+/// Keeps `slot` only if `job` is tenant-wide: it then holds the slot until
+/// it is done.
+fn slot_for(job: &Job, slot: Option<BackgroundSlot>) -> Option<BackgroundSlot> {
+    if job.kind == JobKind::ReconcileEnvironment {
+        None
+    } else {
+        slot
+    }
 }
 
 /// The claim of the next job for the outcome statement of the job this task
@@ -54,9 +80,15 @@ pub(crate) fn next_claim(
     if !state.lifecycle.backlog() {
         return None;
     }
-    NEXT.try_with(|_| NextClaim {
-        until: now + lease(state),
-        per_tenant: per_tenant(state),
+    NEXT.try_with(|pending| {
+        let slot = state.lifecycle.reserve_background(background_slots(state));
+        let background = slot.is_some();
+        pending.borrow_mut().slot = slot;
+        NextClaim {
+            until: now + lease(state),
+            per_tenant: per_tenant(state),
+            background,
+        }
     })
     .ok()
 }
@@ -72,15 +104,27 @@ pub(crate) fn claimed_next(state: &AppState, asked: Option<NextClaim>, job: Opti
         Some(job) => Next::Claimed(job),
         None => Next::NoneDue,
     };
-    let _ = NEXT.try_with(|slot| *slot.borrow_mut() = next);
+    let _ = NEXT.try_with(|pending| pending.borrow_mut().next = next);
 }
 
-/// Runs one claimed job as a worker ([`process`]); returns what its outcome
-/// claimed for this worker next.
-async fn run(state: &AppState, job: Job, seen: Option<EnvironmentRow>) -> Next {
-    NEXT.scope(std::cell::RefCell::new(Next::Unknown), async {
+/// Runs one claimed job as a worker ([`process`]), holding `slot` (its
+/// background place, for a tenant-wide job) until it is done; returns what
+/// its outcome claimed for this worker next, and that job's place.
+async fn run(
+    state: &AppState,
+    job: Job,
+    seen: Option<EnvironmentRow>,
+    slot: Option<BackgroundSlot>,
+) -> (Next, Option<BackgroundSlot>) {
+    NEXT.scope(std::cell::RefCell::new(Pending::default()), async {
         process(state, job, seen).await;
-        NEXT.with(|slot| slot.take())
+        drop(slot);
+        let Pending { next, slot } = NEXT.with(|pending| pending.take());
+        let slot = match &next {
+            Next::Claimed(job) => slot_for(job, slot),
+            _ => None,
+        };
+        (next, slot)
     })
     .await
 }
@@ -150,17 +194,24 @@ pub(crate) fn lease(state: &AppState) -> chrono::Duration {
         .unwrap_or(chrono::Duration::seconds(60))
 }
 
-async fn claim(state: &AppState) -> sqlx::Result<Option<Job>> {
+/// Claims the next due job from the queue, with the background place it
+/// holds if it is a tenant-wide job.
+async fn claim(state: &AppState) -> sqlx::Result<Option<(Job, Option<BackgroundSlot>)>> {
+    let slot = state.lifecycle.reserve_background(background_slots(state));
     let claimed = jobs::claim(
         &state.db,
         &state.lifecycle.replica_id,
         state.now(),
         lease(state),
         per_tenant(state),
+        slot.is_some(),
     )
     .await?;
     state.lifecycle.set_backlog(claimed.is_some());
-    Ok(claimed)
+    Ok(claimed.map(|job| {
+        let slot = slot_for(&job, slot);
+        (job, slot)
+    }))
 }
 
 /// Counts a claimed job by how it was found: offered by this replica's API,
@@ -174,24 +225,24 @@ fn count_claim(state: &AppState, how: &'static str) {
 }
 
 /// Runs the job this replica's API claimed for its workers, if any is
-/// waiting, and returns what it claimed next; `None` when there was none to
-/// run. An offer that waited for a worker (every one was busy) through a
-/// third of its lease renews the lease first, and is let go if the job is
-/// no longer this replica's.
-async fn run_offered(state: &AppState) -> Option<Next> {
+/// waiting, and returns what it claimed next (as [`run`]); `None` when
+/// there was none to run. An offer that waited for a worker (every one was
+/// busy) through a third of its lease renews the lease first, and is let go
+/// if the job is no longer this replica's.
+async fn run_offered(state: &AppState) -> Option<(Next, Option<BackgroundSlot>)> {
     let offer = state.lifecycle.take_offer()?;
     if offer.claimed_at.elapsed() >= state.config.lifecycle.lease / 3 {
         let until = state.now() + lease(state);
         match jobs::heartbeat(&state.db, offer.job.id, &state.lifecycle.replica_id, until).await {
             Ok(true) => {}
-            Ok(false) => return Some(Next::Unknown),
+            Ok(false) => return Some((Next::Unknown, None)),
             Err(err) => {
                 tracing::warn!(error = %err, "could not renew the lease of an offered job; running it anyway");
             }
         }
     }
     count_claim(state, "offered");
-    Some(run(state, offer.job, Some(offer.record)).await)
+    Some(run(state, offer.job, Some(offer.record), None).await)
 }
 
 /// Gives the offers no worker will run back to the queue (this replica is
@@ -215,8 +266,9 @@ async fn give_back(state: &AppState, id: uuid::Uuid) {
 /// tools that drive the lifecycle by hand (with the workers off).
 pub async fn run_due_jobs(state: &AppState) -> anyhow::Result<usize> {
     let mut ran = 0;
-    while let Some(job) = claim(state).await? {
+    while let Some((job, slot)) = claim(state).await? {
         process(state, job, None).await;
+        drop(slot);
         ran += 1;
     }
     Ok(ran)
@@ -228,19 +280,21 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
     // offered (made while no worker here was idle, by another replica's API,
     // or of a tenant at its limit) get a claim between them.
     let mut offered_in_a_row = 0;
+    // The next job, and its background place if it is tenant-wide.
     let mut next = Next::Unknown;
+    let mut slot = None;
     while !shutdown.is_cancelled() {
         // The job the last one's outcome claimed from the queue, if any.
         if let Next::Claimed(job) = std::mem::take(&mut next) {
             offered_in_a_row = 0;
             count_claim(&state, "outcome");
-            next = run(&state, job, None).await;
+            (next, slot) = run(&state, job, None, slot.take()).await;
             continue;
         }
         if offered_in_a_row < OFFERS_IN_A_ROW {
             if let Some(after) = run_offered(&state).await {
                 offered_in_a_row += 1;
-                next = after;
+                (next, slot) = after;
                 continue;
             }
         }
@@ -253,11 +307,11 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
             claim(&state).await
         };
         match claimed {
-            Ok(Some(job)) => {
+            Ok(Some((job, claimed_slot))) => {
                 count_claim(&state, "queue");
                 // More may be due: let another idle worker look too.
                 state.lifecycle.jobs.notify_one();
-                next = run(&state, job, None).await;
+                (next, slot) = run(&state, job, None, claimed_slot).await;
             }
             Ok(None) => {
                 let _idle = state.lifecycle.idle_worker();

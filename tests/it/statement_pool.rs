@@ -2,7 +2,9 @@
 //! against a real Postgres: a connection goes back without a round trip to
 //! check it, one left half-way by a cancelled caller is closed, an error
 //! answer keeps it, a dead idle one is replaced, and the size is a bound;
-//! and the notification listener takes none of the transactions'.
+//! the notification listener takes none of the transactions'; and a replica
+//! runs over Postgres's Unix socket, as the operating guide advises for a
+//! Postgres on the same machine.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::helpers::{TestDatabase, spawn_app_with};
+use crate::support::helpers::{TestDatabase, spawn_app_on, spawn_app_with};
 
 fn pool(db: &TestDatabase, max: u32, ping_idle_after: Duration) -> StatementPool {
     let options = PgConnectOptions::from_str(&db.url).expect("test URL");
@@ -263,5 +265,79 @@ async fn a_replica_with_the_smallest_pool_listens_and_still_runs_transactions() 
             "waited {:?} for a connection",
             started.elapsed()
         );
+    }
+}
+
+/// The operating guide's advice for a Postgres on the same machine: a
+/// `DATABASE_URL` that names the server's socket directory (`?host=…`).
+/// Every connection a replica opens goes over it: the transactions', the
+/// single statements' and the listener's.
+#[tokio::test]
+async fn a_replica_runs_over_the_unix_socket() {
+    let database = TestDatabase::create().await;
+    let mut admin = PgConnection::connect(&database.url).await.unwrap();
+    let directories: String = sqlx::query_scalar("show unix_socket_directories")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let directory = directories.split(',').next().unwrap_or_default().trim();
+    assert!(
+        directory.starts_with('/'),
+        "this Postgres listens on no socket directory ({directories:?})"
+    );
+    let mut socket_url = url::Url::parse(&database.url).unwrap();
+    socket_url.set_host(Some("localhost")).unwrap();
+    socket_url.set_port(None).unwrap();
+    socket_url.query_pairs_mut().append_pair("host", directory);
+    let socket_url = socket_url.to_string();
+    let name = database.name.clone();
+    let app = spawn_app_on(database, &[], |mut config| {
+        config.database_url = secrecy::SecretString::from(socket_url);
+        config
+    })
+    .await;
+    // A transaction and single statements, through the API.
+    app.create_tenant("over-the-socket").await;
+    let read = app
+        .client
+        .get(app.url("/api/v1/tenants/over-the-socket"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let over_socket = "select inet_server_addr() is null";
+    let pool: bool = sqlx::query_scalar(over_socket)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let statements: bool = sqlx::query_scalar(over_socket)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert!(pool, "the transactions' pool connected over TCP");
+    assert!(statements, "the statement pool connected over TCP");
+    // Every backend of this database but the test's own: the replica's.
+    let started = Instant::now();
+    loop {
+        let (listening, over_tcp): (i64, i64) = sqlx::query_as(
+            "select count(*) filter (where query ilike 'listen%'),
+                    count(*) filter (where client_addr is not null)
+               from pg_stat_activity
+              where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if listening > 0 {
+            assert_eq!(over_tcp, 0, "a connection of the replica went over TCP");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -66,11 +66,13 @@ pub struct HeldJob<'a> {
 /// The claim of the worker's next job that [`settle`] makes when it
 /// settles the worker's job: the same as `jobs::claim` (a job whose lease
 /// ran out first, then the oldest due job of a tenant below `per_tenant`
-/// running jobs, the settled job not counted), under a lease until `until`.
+/// running jobs, the settled job not counted; tenant-wide jobs only when
+/// `background`), under a lease until `until`.
 #[derive(Debug, Clone, Copy)]
 pub struct NextClaim {
     pub until: DateTime<Utc>,
     pub per_tenant: i64,
+    pub background: bool,
 }
 
 /// The workers' common case, in one statement and no transaction: a
@@ -128,9 +130,10 @@ pub async fn settle<'e>(
         Settled::Deleted => (true, None, None, None),
     };
     // One statement in two forms: with the claim of the next job (its
-    // lease's end and the tenant limit, $17 and $18), or with a `claimed`
-    // that claims nothing, so that an outcome with nothing to claim does not
-    // plan and start the claim's scans.
+    // lease's end, the tenant limit and whether tenant-wide jobs may be
+    // taken, $17 to $19), or with a `claimed` that claims nothing, so that
+    // an outcome with nothing to claim does not plan and start the claim's
+    // scans.
     macro_rules! settle_with {
         ($claimed:literal $(, $arg:expr)*) => {
             rows!(SettledRow =>
@@ -197,6 +200,7 @@ pub async fn settle<'e>(
              ), expired as (
                  select id from jobs
                   where state = 'running' and locked_until <= $5 and id <> $6
+                    and ($19 or kind = 'reconcile_environment')
                     and exists (select 1 from held)
                     and tenant_id not in (select tenant_id from full_up)
                   order by locked_until
@@ -205,6 +209,7 @@ pub async fn settle<'e>(
              ), due as (
                  select id from jobs
                   where state = 'queued' and run_at <= $5
+                    and ($19 or kind = 'reconcile_environment')
                     and exists (select 1 from held)
                     and not exists (select 1 from expired)
                     and tenant_id not in (select tenant_id from full_up)
@@ -225,7 +230,8 @@ pub async fn settle<'e>(
              )
              ",
             next.until as DateTime<Utc>,
-            next.per_tenant
+            next.per_tenant,
+            next.background
         ),
         None => settle_with!(
             "claimed as (

@@ -23,14 +23,19 @@ use crate::ids::TenantId;
 /// first. The statement walks the due jobs in `run_at` order (the
 /// `jobs_due` index) and stops at the first one it may take, so its cost does
 /// not grow with the backlog; a job whose lease ran out is taken before any
-/// queued one. `environments::settle` makes the same claim for a busy
-/// worker's next job (keep the two in step).
+/// queued one. Tenant-wide jobs (sweeps, offboardings) only when
+/// `background` (the worker's replica has a background slot free,
+/// `app::Runtime::reserve_background`): otherwise they are passed over, so
+/// that a wave of them never holds every worker while previews wait.
+/// `environments::settle` makes the same claim for a busy worker's next job
+/// (keep the two in step).
 pub async fn claim<'e>(
     db: impl sqlx::PgExecutor<'e>,
     worker: &str,
     now: DateTime<Utc>,
     lease: Duration,
     per_tenant: i64,
+    background: bool,
 ) -> sqlx::Result<Option<Job>> {
     sqlx::query_as!(
         Job,
@@ -41,6 +46,7 @@ pub async fn claim<'e>(
          ), expired as (
              select id from jobs
               where state = 'running' and locked_until <= $1
+                and ($5 or kind = 'reconcile_environment')
                 and tenant_id not in (select tenant_id from full_up)
               order by locked_until
               limit 1
@@ -48,6 +54,7 @@ pub async fn claim<'e>(
          ), due as (
              select id from jobs
               where state = 'queued' and run_at <= $1
+                and ($5 or kind = 'reconcile_environment')
                 and not exists (select 1 from expired)
                 and tenant_id not in (select tenant_id from full_up)
               order by run_at
@@ -67,6 +74,7 @@ pub async fn claim<'e>(
         worker,
         (now + lease) as DateTime<Utc>,
         per_tenant,
+        background,
     )
     .fetch_optional(db)
     .await

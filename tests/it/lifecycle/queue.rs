@@ -1,11 +1,14 @@
 //! The job queue's claims against a real Postgres: the per-tenant limit,
-//! leases that ran out, jobs the API offers its own replica's workers, and
-//! the API's wait taking a worker's outcome.
+//! leases that ran out, jobs the API offers its own replica's workers, the
+//! API's wait taking a worker's outcome, and the places kept for tenant-wide
+//! jobs (a wave of sweeps never holds every worker).
 
 use chrono::Duration as ChronoDuration;
 use ld_eaas::ids::EphemeralId;
+use ld_eaas::jobs::sweeper;
+use ld_eaas::simulator::Faults;
 use ld_eaas::store::environments;
-use ld_eaas::store::jobs::{self, Job};
+use ld_eaas::store::jobs::{self, Job, JobKind};
 use uuid::Uuid;
 
 use super::*;
@@ -52,7 +55,7 @@ async fn set_run_at(app: &TestApp, job: Uuid, at: chrono::DateTime<chrono::Utc>)
 }
 
 async fn claim(app: &TestApp, per_tenant: i64) -> Option<Job> {
-    jobs::claim(&app.db, "here", app.now(), LEASE, per_tenant)
+    jobs::claim(&app.db, "here", app.now(), LEASE, per_tenant, true)
         .await
         .unwrap()
 }
@@ -435,6 +438,7 @@ async fn a_jobs_outcome_claims_the_workers_next_job_as_the_queue_would_and_only_
         Some(environments::NextClaim {
             until: now + LEASE,
             per_tenant,
+            background: true,
         })
     };
 
@@ -626,4 +630,158 @@ async fn a_job_an_outcome_claimed_that_no_worker_started_goes_back_to_the_queue_
     .await
     .unwrap();
     assert_eq!(pending, 1);
+}
+
+/// The queued sweep of `tenant`, due since `ago` (workers off).
+async fn queue_sweep(app: &TestApp, tenant_id: &str, ago: ChronoDuration) -> Uuid {
+    assert!(
+        sweeper::enqueue_sweep(&app.state, &tenant(tenant_id))
+            .await
+            .unwrap()
+    );
+    let id: Uuid = sqlx::query_scalar(
+        "select id from jobs where tenant_id = $1 and kind = 'sweep_tenant' and state = 'queued'",
+    )
+    .bind(tenant_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    set_run_at(app, id, app.now() - ago).await;
+    id
+}
+
+#[tokio::test]
+async fn a_claim_without_a_background_place_passes_over_tenant_wide_jobs() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let now = app.now();
+    let sweep = queue_sweep(&app, "heavy", ChronoDuration::minutes(10)).await;
+    let creates = queue(&app, "light", &["l1", "l2"]).await;
+    set_run_at(&app, creates[0], now - ChronoDuration::minutes(2)).await;
+    set_run_at(&app, creates[1], now - ChronoDuration::minutes(1)).await;
+    let claim_with = |background| jobs::claim(&app.db, "here", now, LEASE, 4, background);
+
+    // The sweep is the oldest due job, and is passed over.
+    let first = claim_with(false).await.unwrap().expect("a create is due");
+    assert_eq!(first.id, creates[0]);
+    // So is it by the claim a job's outcome makes for the worker's next job.
+    let next = environments::NextClaim {
+        until: now + LEASE,
+        per_tenant: 4,
+        background: false,
+    };
+    let (_, second) = settle_created(&app, &tenant("light"), &first, Some(next))
+        .await
+        .expect("settled");
+    assert_eq!(second.map(|j| j.id), Some(creates[1]));
+    assert!(
+        claim_with(false).await.unwrap().is_none(),
+        "only the sweep is left"
+    );
+    // With a place, it is claimed.
+    let swept = claim_with(true).await.unwrap().expect("the sweep");
+    assert_eq!((swept.id, swept.kind), (sweep, JobKind::SweepTenant));
+
+    // A sweep whose worker died (its lease ran out) likewise waits for a
+    // claim with a place.
+    hold(&app, sweep, now - ChronoDuration::seconds(1)).await;
+    assert!(claim_with(false).await.unwrap().is_none());
+    let again = claim_with(true).await.unwrap().expect("the lapsed sweep");
+    assert_eq!(again.id, sweep);
+}
+
+#[tokio::test]
+async fn a_wave_of_sweeps_takes_a_quarter_of_the_workers_and_previews_go_on_beside_it() {
+    let sim = start_sim().await;
+    // Four workers: one place for tenant-wide jobs.
+    let app = spawn_with(&sim, true, |mut config| {
+        config.workers = 4;
+        config.lifecycle.launchdarkly_timeout = Duration::from_secs(10);
+        config
+    })
+    .await;
+    let tenants = ["wave-a", "wave-b", "wave-c", "wave-d"];
+    for id in tenants {
+        ready_tenant(&app, id).await;
+    }
+    // Housekeeping swept each new tenant once already; let those finish.
+    let open = "select count(*) from jobs where state in ('queued', 'running')";
+    eventually(Duration::from_secs(10), "the first sweeps done", || async {
+        sqlx::query_scalar::<_, i64>(open)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+
+    // Listing a project's environments (what a sweep does) now takes 2 s.
+    sim.set_faults(
+        Faults {
+            latency: Duration::from_secs(2),
+            ..Faults::none()
+        }
+        .scoped(
+            Some(Method::GET),
+            Some("/api/v2/projects/demo/environments"),
+        ),
+    );
+    // As many sweeps as there are workers fall due at once.
+    for id in tenants {
+        assert!(
+            sweeper::enqueue_sweep(&app.state, &tenant(id))
+                .await
+                .unwrap()
+        );
+    }
+    let running_sweeps =
+        "select count(*) from jobs where kind = 'sweep_tenant' and state = 'running'";
+    eventually(Duration::from_secs(5), "a sweep running", || async {
+        sqlx::query_scalar::<_, i64>(running_sweeps)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
+    // How many run at once, sampled until they are all done.
+    let most = {
+        let db = app.db.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            loop {
+                let (running, open): (i64, i64) = sqlx::query_as(
+                    "select count(*) filter (where state = 'running'), count(*)
+                       from jobs where kind = 'sweep_tenant' and state in ('queued', 'running')",
+                )
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                most = most.max(running);
+                if open == 0 {
+                    return most;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // A preview is created while the sweeps run, far sooner than a sweep's
+    // 2 s: it never waits for a worker. (Its create calls LaunchDarkly with
+    // a POST, which is not slowed.)
+    let started = std::time::Instant::now();
+    let (status, body) = put_env(&app, "wave-a", "beside-the-sweeps", "?wait=30", None).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "ready", "{body}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the preview waited {took:?} behind the sweeps"
+    );
+
+    let most = tokio::time::timeout(Duration::from_secs(30), most)
+        .await
+        .expect("the sweeps finish")
+        .unwrap();
+    assert_eq!(most, 1, "sweeps running at once on 4 workers");
 }
