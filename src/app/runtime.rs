@@ -526,11 +526,11 @@ mod tests {
     #[test]
     fn background_places_are_bounded_and_given_back_when_dropped() {
         let runtime = Runtime::new();
-        let first = runtime.reserve_background(2).expect("a place");
-        let second = runtime.reserve_background(2).expect("another");
+        let first = runtime.reserve_background(2).unwrap();
+        let second = runtime.reserve_background(2).unwrap();
         assert!(runtime.reserve_background(2).is_none(), "both taken");
         drop(first);
-        let third = runtime.reserve_background(2).expect("given back");
+        let third = runtime.reserve_background(2).unwrap();
         assert!(runtime.reserve_background(2).is_none());
         drop((second, third));
         assert!(runtime.reserve_background(1).is_some());

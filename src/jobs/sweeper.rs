@@ -68,11 +68,22 @@ pub async fn expire_due(state: &AppState) -> anyhow::Result<usize> {
 }
 
 /// Queues a sweep for every connected, configured tenant not swept within
-/// the sweep interval. Safe in every replica at once.
+/// the sweep interval, each due within [`sweep_spread`] from now. Safe in
+/// every replica at once.
 pub async fn schedule_sweeps(state: &AppState) -> anyhow::Result<u64> {
     let now = state.now();
-    let since = now - chrono::Duration::from_std(state.config.sweep_interval)?;
-    Ok(jobs::schedule_sweeps(&state.db, now, since).await?)
+    let interval = chrono::Duration::from_std(state.config.sweep_interval)?;
+    Ok(jobs::schedule_sweeps(&state.db, now, now - interval, sweep_spread(state)).await?)
+}
+
+/// How far apart scheduled sweeps fall due: a tenth of the sweep interval,
+/// at most a minute. Sweeps scheduled together (every tenant's, the first
+/// time) would otherwise list LaunchDarkly projects all at once, and fall
+/// due together again at every interval.
+pub fn sweep_spread(state: &AppState) -> chrono::Duration {
+    let tenth = chrono::Duration::from_std(state.config.sweep_interval / 10)
+        .unwrap_or(chrono::Duration::zero());
+    tenth.min(chrono::Duration::minutes(1))
 }
 
 /// Queues a sweep of the tenant's project now (unless one is open).

@@ -210,16 +210,22 @@ pub async fn hold_account<'e>(
 }
 
 /// Queues a sweep for every connected, configured tenant that is not being
-/// offboarded and has had no sweep open or finished since `since`. One
-/// statement, so replicas running it at once queue each sweep once.
+/// offboarded and has had no sweep open or finished since `since`, each due
+/// at a random instant within `spread` from `now`: tenants scheduled in the
+/// same pass (all of them, the first time) drift apart rather than falling
+/// due together at every interval. One statement, so replicas running it at
+/// once queue each sweep once.
 pub async fn schedule_sweeps(
     db: &PgPool,
     now: DateTime<Utc>,
     since: DateTime<Utc>,
+    spread: Duration,
 ) -> sqlx::Result<u64> {
+    let spread_ms = spread.num_milliseconds().max(0) as f64;
     let done = sqlx::query!(
         "insert into jobs (id, tenant_id, kind, state, run_at, created_at, updated_at)
-         select gen_random_uuid(), s.tenant_id, 'sweep_tenant', 'queued', $1, $1, $1
+         select gen_random_uuid(), s.tenant_id, 'sweep_tenant', 'queued',
+                $1::timestamptz + make_interval(secs => random() * $3 / 1000.0), $1, $1
            from tenant_settings s
            join connections c on c.tenant_id = s.tenant_id and c.status = 'connected'
            join tenants t on t.id = s.tenant_id and t.offboarding_at is null
@@ -229,6 +235,7 @@ pub async fn schedule_sweeps(
          on conflict do nothing",
         now as DateTime<Utc>,
         since as DateTime<Utc>,
+        spread_ms,
     )
     .execute(db)
     .await?;

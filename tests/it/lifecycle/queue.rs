@@ -704,14 +704,16 @@ async fn a_wave_of_sweeps_takes_a_quarter_of_the_workers_and_previews_go_on_besi
     for id in tenants {
         ready_tenant(&app, id).await;
     }
-    // Housekeeping swept each new tenant once already; let those finish.
-    let open = "select count(*) from jobs where state in ('queued', 'running')";
-    eventually(Duration::from_secs(10), "the first sweeps done", || async {
-        sqlx::query_scalar::<_, i64>(open)
+    // Housekeeping scheduled each new tenant's first sweep, due within the
+    // spread (the app's clock stands still here, so not yet).
+    let queued_sweeps =
+        "select count(*) from jobs where kind = 'sweep_tenant' and state = 'queued'";
+    eventually(Duration::from_secs(10), "the sweeps scheduled", || async {
+        sqlx::query_scalar::<_, i64>(queued_sweeps)
             .fetch_one(&app.db)
             .await
             .unwrap()
-            == 0
+            == 4
     })
     .await;
 
@@ -727,13 +729,11 @@ async fn a_wave_of_sweeps_takes_a_quarter_of_the_workers_and_previews_go_on_besi
         ),
     );
     // As many sweeps as there are workers fall due at once.
-    for id in tenants {
-        assert!(
-            sweeper::enqueue_sweep(&app.state, &tenant(id))
-                .await
-                .unwrap()
-        );
-    }
+    sqlx::query("update jobs set run_at = $1 where kind = 'sweep_tenant'")
+        .bind(app.now())
+        .execute(&app.db)
+        .await
+        .unwrap();
     let running_sweeps =
         "select count(*) from jobs where kind = 'sweep_tenant' and state = 'running'";
     eventually(Duration::from_secs(5), "a sweep running", || async {
@@ -784,4 +784,29 @@ async fn a_wave_of_sweeps_takes_a_quarter_of_the_workers_and_previews_go_on_besi
         .expect("the sweeps finish")
         .unwrap();
     assert_eq!(most, 1, "sweeps running at once on 4 workers");
+}
+
+#[tokio::test]
+async fn scheduled_sweeps_fall_due_spread_over_a_tenth_of_the_interval() {
+    let sim = start_sim().await;
+    let app = spawn(&sim, false).await;
+    for id in ["spread-a", "spread-b", "spread-c", "spread-d"] {
+        ready_tenant(&app, id).await;
+    }
+    let now = app.now();
+    assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 4);
+    let spread = sweeper::sweep_spread(&app.state);
+    let due: Vec<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("select run_at from jobs where kind = 'sweep_tenant' order by run_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        due.iter().all(|at| *at >= now && *at <= now + spread),
+        "{due:?} not within {spread} of {now}"
+    );
+    assert!(
+        due.windows(2).all(|pair| pair[0] != pair[1]),
+        "due together: {due:?}"
+    );
 }

@@ -256,9 +256,23 @@ async fn the_sweeper_deletes_only_recorded_generations_no_longer_live_after_the_
     );
     let before = sim.environments(DEMO_ACCOUNT, "demo").len();
 
-    // Scheduled sweeps: one per tenant per interval, however often asked.
+    // Scheduled sweeps: one per tenant per interval, however often asked,
+    // due within the spread (a tenth of the interval, at most a minute).
     assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 1);
     assert_eq!(sweeper::schedule_sweeps(&app.state).await.unwrap(), 0);
+    let spread = sweeper::sweep_spread(&app.state);
+    assert_eq!(spread, ChronoDuration::minutes(1), "the default interval's");
+    let due: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("select run_at from jobs where kind = 'sweep_tenant'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        due >= app.now() && due <= app.now() + spread,
+        "due at {due}, scheduled at {}",
+        app.now()
+    );
+    app.clock.advance(spread);
     run_due_jobs(&app.state).await.unwrap();
     assert_eq!(
         sweeper::schedule_sweeps(&app.state).await.unwrap(),
