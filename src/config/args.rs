@@ -77,7 +77,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "LD_EAAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Lifecycle jobs each replica works on at once.
+    /// Lifecycle jobs each replica works on at once; sweeps and offboardings
+    /// take at most a quarter of them (at least one).
     #[arg(long, env = "LD_EAAS_WORKERS", default_value_t = 8)]
     pub workers: usize,
     /// Postgres connections per replica, besides the notification
