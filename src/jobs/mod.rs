@@ -9,6 +9,7 @@
 //! it.
 
 mod housekeeping;
+mod listener;
 mod offboard;
 mod reconcile;
 pub mod sweeper;
@@ -83,7 +84,7 @@ pub(crate) async fn conclude(
 /// announcements and, unless turned off, the workers, housekeeping and
 /// webhook delivery.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
-    tasks.spawn(worker::listen(state.clone(), shutdown.clone()));
+    tasks.spawn(listener::listen(state.clone(), shutdown.clone()));
     tasks.spawn(crate::app::announcements::run(
         state.clone(),
         shutdown.clone(),

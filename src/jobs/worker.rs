@@ -1,20 +1,15 @@
 //! Job workers: every replica runs a few, each claiming one due job at a time
 //! (`FOR UPDATE SKIP LOCKED`) under a lease it renews while it works. A
 //! replica that dies stops renewing; its jobs become claimable again when the
-//! lease runs out. Also here: the Postgres LISTEN loop that wakes workers,
-//! webhook senders and waiting API calls.
+//! lease runs out. The LISTEN loop that wakes them is in
+//! [`super::listener`].
 
-use std::time::Duration;
-
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::{AppState, BackgroundSlot};
-use crate::environments::events;
 use crate::store::environments::{EnvironmentRow, NextClaim};
 use crate::store::jobs::{self, Job, JobKind};
-use crate::store::{notify, outbox};
 
 /// Offered jobs a worker runs before it claims from the queue again.
 const OFFERS_IN_A_ROW: usize = 4;
@@ -336,64 +331,4 @@ pub(super) async fn worker_loop(state: AppState, shutdown: CancellationToken) {
         give_back(&state, job.id).await;
     }
     release_offers(&state).await;
-}
-
-/// Turns Postgres notifications into in-process wake-ups. Waiters also poll,
-/// so a lost notification only costs latency.
-pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
-    let channels = [
-        jobs::JOBS_CHANNEL,
-        events::ENVIRONMENTS_CHANNEL,
-        outbox::OUTBOX_CHANNEL,
-        notify::API_KEYS_CHANNEL,
-        notify::TENANTS_CHANNEL,
-    ];
-    while !shutdown.is_cancelled() {
-        let mut listener = match PgListener::connect_with(state.db.notifications()).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not listen for notifications; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        };
-        if let Err(err) = listener.listen_all(channels).await {
-            tracing::warn!(error = %err, "could not listen for notifications; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                () = shutdown.cancelled() => return,
-            }
-        }
-        // Revocations and changes sent while no one listened were missed.
-        state.lifecycle.api_keys.clear();
-        state.lifecycle.tenants.clear();
-        state.lifecycle.wake_all_waiters();
-        loop {
-            tokio::select! {
-                received = listener.recv() => match received {
-                    Ok(n) if n.channel() == jobs::JOBS_CHANNEL => state.lifecycle.jobs.notify_one(),
-                    Ok(n) if n.channel() == outbox::OUTBOX_CHANNEL => state.lifecycle.outbox.notify_one(),
-                    Ok(n) if n.channel() == notify::TENANTS_CHANNEL => state.lifecycle.tenants.evict(n.payload()),
-                    Ok(n) if n.channel() == notify::API_KEYS_CHANNEL => {
-                        match uuid::Uuid::parse_str(n.payload()) {
-                            Ok(id) => state.lifecycle.api_keys.evict(id),
-                            Err(_) => state.lifecycle.api_keys.clear(),
-                        }
-                    }
-                    Ok(n) => {
-                        if let Some((id, now)) = notify::parse_environment_notice(n.payload()) {
-                            state.lifecycle.environment_changed(id, now);
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "lost the notification connection; reconnecting");
-                        break;
-                    }
-                },
-                () = shutdown.cancelled() => return,
-            }
-        }
-    }
 }
