@@ -281,15 +281,27 @@ async fn a_replica_runs_over_the_unix_socket() {
         .await
         .unwrap();
     let directory = directories.split(',').next().unwrap_or_default().trim();
-    assert!(
-        directory.starts_with('/'),
-        "this Postgres listens on no socket directory ({directories:?})"
-    );
+    // The tests' own throwaway server (`ld_eaas::pgtemp`, when no Postgres
+    // lets them in) listens on loopback TCP alone: nothing to run over.
+    if !directory.starts_with('/') {
+        eprintln!("skipped: this Postgres listens on no socket ({directories:?})");
+        return;
+    }
+    // The same server, user and port; the socket in `directory`.
     let mut socket_url = url::Url::parse(&database.url).unwrap();
-    socket_url.set_host(Some("localhost")).unwrap();
-    socket_url.set_port(None).unwrap();
     socket_url.query_pairs_mut().append_pair("host", directory);
     let socket_url = socket_url.to_string();
+    // A freshly installed server may let this user in over TCP by password
+    // but over its socket only as the same system user (`peer`).
+    if let Err(err) = PgConnection::connect(&socket_url).await {
+        match err.as_database_error().and_then(|e| e.code()) {
+            Some(code) if code.starts_with("28") => {
+                eprintln!("skipped: this Postgres does not let the test's user in over its socket");
+                return;
+            }
+            _ => panic!("connecting over the socket: {err}"),
+        }
+    }
     let name = database.name.clone();
     let app = spawn_app_on(database, &[], |mut config| {
         config.database_url = secrecy::SecretString::from(socket_url);
