@@ -6,6 +6,7 @@
 //! to be imported back here).
 
 pub(crate) mod announcements;
+pub(crate) mod batcher;
 mod locks;
 mod runtime;
 mod tenant_cache;

@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::batcher::Batcher;
 use super::{Announcements, TenantCache};
 use crate::store::api_keys::KeyCache;
-use crate::store::environments::{EnvironmentRow, Status};
+use crate::store::environments::{
+    AbsentRequested, EnvironmentRow, NewRequested, Requested, Status,
+};
 use crate::store::jobs::Job;
 
 /// How often a waiting API call looks at its environment even without a
@@ -173,6 +176,11 @@ pub struct Runtime {
     /// The API's committed writes waiting to be announced
     /// (`app::announcements`).
     pub(crate) announcements: Announcements,
+    /// The API's PUTs waiting to be written together
+    /// (`environments::batched`), and what each one's statement answered.
+    pub(crate) puts: Batcher<NewRequested, sqlx::Result<Option<Requested>>>,
+    /// The API's DELETEs waiting to be written together.
+    pub(crate) deletes: Batcher<AbsentRequested, sqlx::Result<Option<EnvironmentRow>>>,
 }
 
 impl Default for Runtime {
@@ -195,11 +203,19 @@ impl Runtime {
             backlog: AtomicBool::new(false),
             background: Arc::new(AtomicUsize::new(0)),
             announcements: Announcements::default(),
+            puts: Batcher::default(),
+            deletes: Batcher::default(),
         }
     }
 
     pub fn replica_id(&self) -> &str {
         &self.replica_id
+    }
+
+    /// The API's PUTs and DELETEs queued for a lane to write them together
+    /// (`environments::batched`) and not yet taken.
+    pub fn queued_writes(&self) -> usize {
+        self.puts.queued() + self.deletes.queued()
     }
 
     /// A handle woken whenever environment `id` changes (in any replica).

@@ -7,6 +7,7 @@
 //! replica (`crate::jobs`) make LaunchDarkly match, with retries. Callers may
 //! wait a bounded time for the work ([`wait_until_settled`]).
 
+mod batched;
 pub mod events;
 mod read;
 mod request;
@@ -25,6 +26,8 @@ use crate::tenants::{self, TenantError};
 pub use crate::store::environments::{
     Desired, EnvironmentRow as EnvironmentRecord, FailureCode, Status as EnvironmentStatus,
 };
+pub use batched::WRITE_LANES;
+pub(crate) use batched::{delete_lane, put_lane};
 pub use read::{
     EnvironmentPage, ListQuery, RevealedKeys, environment_url, get_environment, list_environments,
     reveal_keys, wait_until_settled,
@@ -225,19 +228,38 @@ pub async fn request_delete(
     ephemeral_id: &EphemeralId,
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
-    // The common case, a live generation, in one statement without a lock.
+    // The common case, a live generation, in one statement without a lock
+    // (with the other DELETEs that arrive meanwhile, when no idle worker
+    // here can be promised its job).
     let here = claim_here(state);
     let now = state.now();
-    if let Some((record, claimed)) = environments::mark_absent_requested(
-        &state.db,
-        tenant,
-        ephemeral_id,
-        (actor, AuditAction::EnvironmentDeleteRequested.as_str()),
-        now,
-        here.as_ref().map(|(_, claim)| claim),
-    )
-    .await?
-    {
+    let action = AuditAction::EnvironmentDeleteRequested.as_str();
+    let marked = match &here {
+        Some((_, claim)) => {
+            environments::mark_absent_requested(
+                &state.db,
+                tenant,
+                ephemeral_id,
+                (actor, action),
+                now,
+                Some(claim),
+            )
+            .await?
+        }
+        None => {
+            let request = environments::AbsentRequested {
+                tenant: tenant.clone(),
+                ephemeral_id: ephemeral_id.clone(),
+                actor: actor.to_owned(),
+                action,
+                now,
+            };
+            batched::mark_absent(state, request)
+                .await?
+                .map(|row| (row, false))
+        }
+    };
+    if let Some((record, claimed)) = marked {
         announce(state, &record, !claimed).await;
         hand_over(here, claimed, &record, now);
         count_write(state, "delete", "statement");

@@ -11,7 +11,7 @@ use crate::app::{AppState, Offer, Promise};
 use crate::audit::AuditAction;
 use crate::ids::{EphemeralId, TenantId};
 use crate::naming;
-use crate::store::environments::{self, NewEnvironment, Requested};
+use crate::store::environments::{self, NewEnvironment, NewRequested, Requested};
 use crate::store::jobs::Claim;
 use crate::store::notify;
 use crate::store::settings::TenantSettings;
@@ -165,6 +165,35 @@ impl<'a> Planned<'a> {
         }
     }
 
+    /// The row as a batched PUT carries it (`super::batched`), with its
+    /// audit row.
+    fn requested(
+        &self,
+        tenant: &TenantId,
+        ephemeral_id: &EphemeralId,
+        (actor, action, details): (&str, AuditAction, &serde_json::Value),
+    ) -> NewRequested {
+        NewRequested {
+            id: self.id,
+            tenant: tenant.clone(),
+            ephemeral_id: ephemeral_id.clone(),
+            generation: self.generation,
+            request: self.request.clone(),
+            project_key: self.project.to_owned(),
+            environment_key: self.key.clone(),
+            environment_name: self.name.clone(),
+            source_environment_key: self.source.to_owned(),
+            color: self.color.to_owned(),
+            tags: self.tags.clone(),
+            flags: self.flags.clone(),
+            expires_at: self.expires_at,
+            actor: actor.to_owned(),
+            action: action.as_str(),
+            details: details.clone(),
+            now: self.now,
+        }
+    }
+
     /// The audit details of `environment.create_requested`.
     pub(super) fn details(&self) -> serde_json::Value {
         json!({
@@ -232,14 +261,23 @@ pub(super) async fn insert_unlocked(
     let here = claim_here(state);
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
-    let claim = here.as_ref().map(|(_, claim)| claim);
-    let (record, claimed) =
-        match write_planned(&state.db, tenant, ephemeral_id, planned, audit, claim).await {
-            Ok(Some(Requested::Written { row, claimed })) => (row, claimed),
-            Ok(found) => return Ok(found),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+    // No idle worker to promise the job to: written with the other PUTs
+    // that arrive while the statements before them run.
+    let written = match &here {
+        Some((_, claim)) => {
+            write_planned(&state.db, tenant, ephemeral_id, planned, audit, Some(claim)).await
+        }
+        None => {
+            let new = planned.requested(tenant, ephemeral_id, audit);
+            super::batched::insert(state, new).await
+        }
+    };
+    let (record, claimed) = match written {
+        Ok(Some(Requested::Written { row, claimed })) => (row, claimed),
+        Ok(found) => return Ok(found),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     announce_new(state, !claimed).await;
     hand_over(here, claimed, &record, planned.now);
     count_write(state, "put", "statement");

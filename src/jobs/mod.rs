@@ -81,14 +81,25 @@ pub(crate) async fn conclude(
 }
 
 /// Starts the notification listener, the sender of the API's
-/// announcements and, unless turned off, the workers, housekeeping and
-/// webhook delivery.
+/// announcements, the lanes that write the API's PUTs and DELETEs together
+/// (`environments::batched`) and, unless turned off, the workers,
+/// housekeeping and webhook delivery.
 pub fn spawn(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     tasks.spawn(listener::listen(state.clone(), shutdown.clone()));
     tasks.spawn(crate::app::announcements::run(
         state.clone(),
         shutdown.clone(),
     ));
+    for _ in 0..crate::environments::WRITE_LANES {
+        tasks.spawn(crate::environments::put_lane(
+            state.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::environments::delete_lane(
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     if !state.config.lifecycle.run_workers {
         return;
     }

@@ -46,10 +46,14 @@ macro_rules! rows {
     };
 }
 
+mod batched;
 mod housekeeping;
 mod outcomes;
 mod requests;
 
+pub use batched::{
+    AbsentRequested, NewRequested, insert_requested_many, mark_absent_requested_many,
+};
 pub use housekeeping::{
     count_deleting, count_live, expire, mark_all_absent, projects_with_sources, sweepable_keys,
     tenants_with_expired,

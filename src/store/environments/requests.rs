@@ -11,7 +11,7 @@ use crate::ids::{EphemeralId, TenantId};
 use crate::store::jobs::Claim;
 
 /// The name of [`lock_ephemeral`]'s lock.
-fn ephemeral_lock_key(tenant: &TenantId, ephemeral_id: &EphemeralId) -> String {
+pub(super) fn ephemeral_lock_key(tenant: &TenantId, ephemeral_id: &EphemeralId) -> String {
     format!("environment/{tenant}/{ephemeral_id}")
 }
 

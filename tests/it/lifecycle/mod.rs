@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // The app's manual clock is set to the simulator's real time here.
 
 mod api;
+mod batches;
 mod choices;
 mod convergence;
 mod locks;
