@@ -850,6 +850,49 @@ async fn print_updates(db: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the replicas wrote the API's PUTs and DELETEs over the lifecycle
+/// phases: how many went in statements that wrote several together
+/// (`environments::batched`, while no worker was idle), in how many such
+/// statements, of how many in all. Summed over the replicas' `/metrics`.
+async fn print_batches(api: &Api) -> anyhow::Result<()> {
+    let mut sums = std::collections::HashMap::<String, f64>::new();
+    for base in api.bases.iter() {
+        let text = api
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((series, value)) = line.rsplit_once(' ') {
+                *sums.entry(series.to_owned()).or_default() += value.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    for write in ["put", "delete"] {
+        let get = |series: String| sums.get(&series).copied().unwrap_or(0.0);
+        let batches = get(format!(r#"ld_eaas_write_batches_total{{write="{write}"}}"#));
+        let batched = get(format!(
+            r#"ld_eaas_batched_requests_total{{write="{write}"}}"#
+        ));
+        let all = get(format!(
+            r#"ld_eaas_lifecycle_writes_total{{path="statement",write="{write}"}}"#
+        )) + get(format!(
+            r#"ld_eaas_lifecycle_writes_total{{path="transaction",write="{write}"}}"#
+        ));
+        let mean = if batches > 0.0 {
+            batched / batches
+        } else {
+            0.0
+        };
+        println!(
+            "  ({write}s written together: {batched:.0} of {all:.0}, in {batches:.0} statements, {mean:.1} a statement)"
+        );
+    }
+    Ok(())
+}
+
 async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     let whole = Instant::now();
     let seconds = Duration::from_secs(flags.seconds.unwrap_or(if flags.quick { 5 } else { 30 }));
@@ -1167,6 +1210,7 @@ async fn run(flags: &Flags, database_url: &str) -> anyhow::Result<()> {
     println!("  CPU per lifecycle at saturation: {cpu_split}");
     sim.clear_requests();
     print_updates(&db).await?;
+    print_batches(&api).await?;
 
     table.add(
         "create+delete lifecycles/s sustained",

@@ -2,32 +2,39 @@
 //! writes that arrive while the statements before them run go out in one
 //! statement (group commit, across requests).
 //!
-//! A write is queued with [`Batcher::queue`] and its caller awaits the
-//! answer. A few lanes (tasks, [`run`]) take whatever is queued, up to
-//! [`MAX_BATCH`] items, hand it to their writer and send each caller its
-//! answer. A lane that finds the queue empty waits for the next item, so at
-//! low load an item goes out as soon as it is queued, alone; under load
-//! the items queued while every lane is busy go out together when one is
-//! free, and the statements are as many as the lanes have time for.
+//! A replica runs at most [`IN_FLIGHT`] statements of one kind at once.
+//! A caller that finds one of those places free and nobody queued writes
+//! its item itself, at once, as it always did ([`Batcher::enter`] gives it
+//! the place: no hand-off, no added latency at low load). Otherwise its
+//! item is queued and the caller awaits the answer: a lane ([`run`]) waits
+//! for the next free place, takes whatever is queued by then, up to
+//! [`MAX_BATCH`] items, hands it to its writer and sends each caller its
+//! answer. So the items queued while the statements in flight run go out
+//! together, and under load the statements are as many as the places have
+//! time for.
 //!
 //! While no lane runs (before they start, after they stop, or where none
-//! is started, as in tests that drive the lifecycle by hand), `queue`
-//! hands the item back and the caller writes it itself.
+//! is started, as in tests that drive the lifecycle by hand), every caller
+//! writes its item itself.
 
 use std::sync::Mutex;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// The most items one statement writes.
 pub const MAX_BATCH: usize = 64;
+
+/// Statements of one kind a replica runs at once (and lanes it runs for
+/// them): while one runs, the next can start.
+pub const IN_FLIGHT: usize = 2;
 
 /// An item waiting for a lane, and where its answer goes.
 type Waiting<I, O> = (I, oneshot::Sender<O>);
 
 struct Pending<I, O> {
     items: Vec<Waiting<I, O>>,
-    /// Lanes running; `queue` hands items back while there are none.
+    /// Lanes running; while there are none, callers write themselves.
     lanes: usize,
 }
 
@@ -35,6 +42,20 @@ struct Pending<I, O> {
 pub struct Batcher<I, O> {
     pending: Mutex<Pending<I, O>>,
     queued: Notify,
+    /// The places of the statements in flight ([`IN_FLIGHT`]).
+    places: Semaphore,
+}
+
+/// What [`Batcher::enter`] made of an item.
+pub enum Entry<'a, I, O> {
+    /// The caller writes it itself, now, holding `place` (if lanes run)
+    /// until its statement is done.
+    Alone {
+        item: I,
+        place: Option<SemaphorePermit<'a>>,
+    },
+    /// Queued: a lane writes it with the others and answers here.
+    Queued(oneshot::Receiver<O>),
 }
 
 impl<I, O> Default for Batcher<I, O> {
@@ -45,6 +66,7 @@ impl<I, O> Default for Batcher<I, O> {
                 lanes: 0,
             }),
             queued: Notify::new(),
+            places: Semaphore::new(IN_FLIGHT),
         }
     }
 }
@@ -64,23 +86,37 @@ impl<I, O> Batcher<I, O> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item` for the next free lane; the receiver gets its answer.
-    /// `Err(item)` when no lane runs: the caller writes it itself.
-    pub fn queue(&self, item: I) -> Result<oneshot::Receiver<O>, I> {
+    /// Where `item` goes: written by its caller at once when a place is
+    /// free and nothing is queued before it (or no lane runs), else queued
+    /// for the next free place.
+    pub fn enter(&self, item: I) -> Entry<'_, I, O> {
         let mut pending = self.lock();
         if pending.lanes == 0 {
-            return Err(item);
+            return Entry::Alone { item, place: None };
+        }
+        if pending.items.is_empty() {
+            if let Ok(place) = self.places.try_acquire() {
+                return Entry::Alone {
+                    item,
+                    place: Some(place),
+                };
+            }
         }
         let (tx, rx) = oneshot::channel();
         pending.items.push((item, tx));
         drop(pending);
         self.queued.notify_one();
-        Ok(rx)
+        Entry::Queued(rx)
+    }
+
+    /// Items queued and not yet taken by a lane.
+    pub fn queued(&self) -> usize {
+        self.lock().items.len()
     }
 
     /// Up to [`MAX_BATCH`] queued items, oldest first. With `stop`, this
     /// lane stops: the last one to stop takes every item left, and from
-    /// then on `queue` hands items back.
+    /// then on callers write their own.
     fn take(&self, stop: bool) -> Vec<Waiting<I, O>> {
         let mut pending = self.lock();
         if stop {
@@ -94,26 +130,21 @@ impl<I, O> Batcher<I, O> {
         let rest = pending.items.split_off(n);
         let batch = std::mem::replace(&mut pending.items, rest);
         if !pending.items.is_empty() {
-            // More than one batch is queued: another free lane can start.
+            // More than one batch is queued: another lane can start.
             self.queued.notify_one();
         }
         batch
     }
 
-    /// Items queued and not yet taken by a lane.
-    pub fn queued(&self) -> usize {
-        self.lock().items.len()
-    }
-
-    /// Counts a lane in; `queue` queues from now on.
+    /// Counts a lane in: from now on, items may be queued.
     fn start(&self) {
         self.lock().lanes += 1;
     }
 }
 
-/// A lane: until shut down, takes what is queued and has `write` write it
-/// (one answer per item, in order); then writes what is left if it is the
-/// last lane to stop.
+/// A lane: until shut down, waits for something queued and a free place,
+/// takes what is queued and has `write` write it (one answer per item, in
+/// order); then writes what is left if it is the last lane to stop.
 pub(crate) async fn run<I, O, W, F>(batcher: &Batcher<I, O>, shutdown: CancellationToken, write: W)
 where
     W: Fn(Vec<I>) -> F,
@@ -121,14 +152,21 @@ where
 {
     batcher.start();
     loop {
-        let batch = batcher.take(false);
-        if batch.is_empty() {
+        if batcher.queued() == 0 {
             tokio::select! {
                 () = batcher.queued.notified() => continue,
                 () = shutdown.cancelled() => break,
             }
         }
-        answer(batch, &write).await;
+        let place = tokio::select! {
+            place = batcher.places.acquire() => place,
+            () = shutdown.cancelled() => break,
+        };
+        let batch = batcher.take(false);
+        if !batch.is_empty() {
+            answer(batch, &write).await;
+        }
+        drop(place);
     }
     let left = batcher.take(true);
     if !left.is_empty() {
@@ -159,33 +197,35 @@ mod tests {
 
     use super::*;
 
+    fn queued<I, O>(entry: Entry<'_, I, O>) -> oneshot::Receiver<O> {
+        match entry {
+            Entry::Queued(rx) => rx,
+            Entry::Alone { .. } => panic!("written alone"),
+        }
+    }
+
     #[test]
-    fn without_a_lane_an_item_comes_back_to_its_caller() {
+    fn without_a_lane_every_item_is_written_by_its_caller() {
         let batcher = Batcher::<u32, u32>::default();
-        assert!(matches!(batcher.queue(7), Err(7)));
+        for i in 0..IN_FLIGHT + 2 {
+            let Entry::Alone { item, place: None } = batcher.enter(7) else {
+                panic!("{i}: not written alone without a place");
+            };
+            assert_eq!(item, 7);
+        }
     }
 
     #[tokio::test]
-    async fn items_queued_while_the_lane_is_busy_are_written_together() {
+    async fn items_that_find_every_place_taken_are_written_together_when_one_is_free() {
         let batcher = Arc::new(Batcher::<u32, u32>::default());
         let shutdown = CancellationToken::new();
         let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
-        let release = Arc::new(tokio::sync::Semaphore::new(0));
         let lane = {
-            let (batcher, shutdown, batches, release) = (
-                batcher.clone(),
-                shutdown.clone(),
-                batches.clone(),
-                release.clone(),
-            );
+            let (batcher, shutdown, batches) = (batcher.clone(), shutdown.clone(), batches.clone());
             tokio::spawn(async move {
                 run(&batcher, shutdown, |items: Vec<u32>| {
-                    let (batches, release) = (batches.clone(), release.clone());
-                    async move {
-                        batches.lock().unwrap().push(items.clone());
-                        release.acquire().await.unwrap().forget();
-                        items.iter().map(|i| i * 10).collect()
-                    }
+                    batches.lock().unwrap().push(items.clone());
+                    async move { items.iter().map(|i| i * 10).collect() }
                 })
                 .await;
             })
@@ -193,28 +233,41 @@ mod tests {
         while batcher.lock().lanes == 0 {
             tokio::task::yield_now().await;
         }
-        // The first goes alone; the next three queue behind it.
-        let first = batcher.queue(1).unwrap();
-        while batches.lock().unwrap().is_empty() {
-            tokio::task::yield_now().await;
+        // The first IN_FLIGHT callers write their own and hold the places.
+        let mut places = Vec::new();
+        for i in 0..IN_FLIGHT {
+            let Entry::Alone {
+                place: Some(place), ..
+            } = batcher.enter(u32::try_from(i).unwrap())
+            else {
+                panic!("a free place, and it was not given");
+            };
+            places.push(place);
         }
-        let rest: Vec<_> = (2..=4).map(|i| batcher.queue(i).unwrap()).collect();
-        release.add_permits(2);
-        assert_eq!(first.await.unwrap(), 10);
+        // The next ones queue, and wait while every place is taken.
+        let rest: Vec<_> = (2..=4).map(|i| queued(batcher.enter(i))).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(batches.lock().unwrap().is_empty());
+        assert_eq!(batcher.queued(), 3);
+        drop(places.pop());
         let mut answers = Vec::new();
         for rx in rest {
             answers.push(rx.await.unwrap());
         }
         assert_eq!(answers, vec![20, 30, 40]);
-        assert_eq!(*batches.lock().unwrap(), vec![vec![1], vec![2, 3, 4]]);
+        assert_eq!(*batches.lock().unwrap(), vec![vec![2, 3, 4]]);
+        // Something queued: a later item queues behind it even with a
+        // place free, so that nobody overtakes.
+        drop(places);
 
-        // Stopped: what was queued is written, and later items come back.
+        // Stopped: what was queued is written, and later callers write
+        // their own.
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), lane)
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(batcher.queue(5), Err(5)));
+        assert!(matches!(batcher.enter(5), Entry::Alone { place: None, .. }));
     }
 
     #[tokio::test]
@@ -226,15 +279,21 @@ mod tests {
         batcher.lock().items.push((1, tx));
         assert!(batcher.take(true).is_empty());
         assert_eq!(batcher.take(true).len(), 1);
-        assert!(matches!(batcher.queue(2), Err(2)));
+        assert!(matches!(batcher.enter(2), Entry::Alone { place: None, .. }));
     }
 
     #[test]
     fn a_batch_holds_at_most_max_batch_items() {
         let batcher = Batcher::<usize, usize>::default();
         batcher.start();
+        let _places: Vec<_> = (0..IN_FLIGHT)
+            .map(|i| match batcher.enter(i) {
+                Entry::Alone { place, .. } => place,
+                Entry::Queued(_) => panic!("queued with a free place"),
+            })
+            .collect();
         let _rx: Vec<_> = (0..MAX_BATCH + 3)
-            .map(|i| batcher.queue(i).unwrap())
+            .map(|i| queued(batcher.enter(i)))
             .collect();
         let first = batcher.take(false);
         assert_eq!(first.len(), MAX_BATCH);

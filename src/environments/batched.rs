@@ -4,44 +4,56 @@
 //!
 //! Only writes that do not claim their job go this way: a request that can
 //! promise its job to an idle worker of this replica (the path that sets a
-//! PUT's latency at moderate load) is written alone, at once. When every
-//! worker is busy, the requests queue here while the statements before
-//! them run, and a lane writes them together: one statement, one commit
-//! and one round trip for the lot, where each request made its own. Each
-//! caller gets the answer its own statement would have given.
+//! PUT's latency at moderate load) is written alone, at once. The others
+//! are written at once too while a place is free (`app::batcher`: two
+//! statements of a kind in flight per replica); when both are taken, they
+//! queue, and a lane writes them together as soon as one is free: one
+//! statement, one commit and one round trip for the lot, where each
+//! request made its own. Each caller gets the answer its own statement
+//! would have given.
 
 use std::collections::HashSet;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::app::batcher;
+use crate::app::batcher::{self, Entry};
 use crate::store::environments::{
     self, AbsentRequested, EnvironmentRow, NewEnvironment, NewRequested, Requested,
 };
 
-/// Lanes per kind of write and replica: statements of one kind in flight
-/// at once. Two: while one statement runs, the next batch can start.
-pub const WRITE_LANES: usize = 2;
+/// Lanes per kind of write and replica: one for each place of a statement
+/// in flight (`app::batcher::IN_FLIGHT`).
+pub const WRITE_LANES: usize = batcher::IN_FLIGHT;
 
-/// Writes `new` with the other PUTs queued meanwhile (or alone, at once,
-/// where no lane runs); answers as `environments::insert_requested`.
+/// Writes `new` at once if fewer than `batcher::IN_FLIGHT` PUT statements
+/// of this replica run, else with the other PUTs queued until one is done;
+/// answers as `environments::insert_requested`.
 pub(super) async fn insert(state: &AppState, new: NewRequested) -> sqlx::Result<Option<Requested>> {
-    match state.lifecycle.puts.queue(new) {
-        Ok(answer) => answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed)),
-        Err(new) => insert_one(state, &new).await,
+    match state.lifecycle.puts.enter(new) {
+        Entry::Alone { item, place } => {
+            let written = insert_one(state, &item).await;
+            drop(place);
+            written
+        }
+        Entry::Queued(answer) => answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed)),
     }
 }
 
-/// Marks `request`'s live generation unwanted with the other DELETEs
-/// queued meanwhile; answers as `environments::mark_absent_requested`.
+/// Marks `request`'s live generation unwanted, at once or with the other
+/// DELETEs queued meanwhile (as [`insert`]); answers as
+/// `environments::mark_absent_requested`.
 pub(super) async fn mark_absent(
     state: &AppState,
     request: AbsentRequested,
 ) -> sqlx::Result<Option<EnvironmentRow>> {
-    match state.lifecycle.deletes.queue(request) {
-        Ok(answer) => answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed)),
-        Err(request) => mark_absent_one(state, &request).await,
+    match state.lifecycle.deletes.enter(request) {
+        Entry::Alone { item, place } => {
+            let marked = mark_absent_one(state, &item).await;
+            drop(place);
+            marked
+        }
+        Entry::Queued(answer) => answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed)),
     }
 }
 

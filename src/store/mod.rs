@@ -47,6 +47,13 @@
 //! caller takes the locked path. Its reads (the id's generations, the
 //! tenant's running jobs for a [`jobs::Claim`]) lock nothing.
 //!
+//! Their batched forms, which write the PUTs or DELETEs that arrived
+//! together in one statement (`environments::batched`), keep it too:
+//! [`environments::insert_requested_many`] tries each id's lock and never
+//! waits; [`environments::mark_absent_requested_many`] locks the live
+//! environment rows first, in the order of their ids (so two batches that
+//! share rows cannot wait for each other), then upserts their job rows.
+//!
 //! Not part of the order, because nobody waits for them or they wait for
 //! nothing while holding another lock:
 //! - inserts (new generations, new jobs, audit rows, the webhook outbox,
