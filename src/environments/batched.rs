@@ -13,26 +13,114 @@
 //! would have given.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::AppState;
-use crate::app::batcher::{self, Entry};
+use crate::app::batcher::{self, Batcher, Entry};
+use crate::ids::{EphemeralId, TenantId};
 use crate::store::environments::{
     self, AbsentRequested, EnvironmentRow, NewEnvironment, NewRequested, Requested,
 };
 
-/// Lanes per kind of write and replica: one for each place of a statement
-/// in flight (`app::batcher::IN_FLIGHT`).
-pub const WRITE_LANES: usize = batcher::IN_FLIGHT;
+/// A write the lanes batch: a PUT ([`NewRequested`]) or a DELETE
+/// ([`AbsentRequested`]).
+pub(super) trait Batched: Sized {
+    /// What its own statement answers.
+    type Answer;
+    /// Its name in the metrics (`put`, `delete`).
+    const WRITE: &'static str;
+    /// The replica's queue of such writes.
+    fn batcher(state: &AppState) -> &Batcher<Self, sqlx::Result<Self::Answer>>;
+    /// The ephemeral id it is about: one statement writes an id once.
+    fn key(&self) -> (TenantId, EphemeralId);
+    /// Writes `batch` in one statement (answers in its order).
+    async fn many(state: &AppState, batch: &[Self]) -> sqlx::Result<Vec<Self::Answer>>;
+    /// Writes it alone.
+    async fn one(state: &AppState, item: &Self) -> sqlx::Result<Self::Answer>;
+}
 
-/// Writes `new` at once if fewer than `batcher::IN_FLIGHT` PUT statements
-/// of this replica run, else with the other PUTs queued until one is done;
-/// answers as `environments::insert_requested`.
-pub(super) async fn insert(state: &AppState, new: NewRequested) -> sqlx::Result<Option<Requested>> {
-    match state.lifecycle.puts.enter(new) {
+impl Batched for NewRequested {
+    type Answer = Option<Requested>;
+    const WRITE: &'static str = "put";
+
+    fn batcher(state: &AppState) -> &Batcher<Self, sqlx::Result<Self::Answer>> {
+        &state.lifecycle.puts
+    }
+
+    fn key(&self) -> (TenantId, EphemeralId) {
+        (self.tenant.clone(), self.ephemeral_id.clone())
+    }
+
+    async fn many(state: &AppState, batch: &[Self]) -> sqlx::Result<Vec<Self::Answer>> {
+        environments::insert_requested_many(&state.db, batch).await
+    }
+
+    /// As `environments::insert_requested`, without a claim.
+    async fn one(state: &AppState, new: &Self) -> sqlx::Result<Self::Answer> {
+        let row = NewEnvironment {
+            id: new.id,
+            tenant: &new.tenant,
+            ephemeral_id: &new.ephemeral_id,
+            generation: new.generation,
+            request: new.request.clone(),
+            project_key: &new.project_key,
+            environment_key: &new.environment_key,
+            environment_name: &new.environment_name,
+            source_environment_key: &new.source_environment_key,
+            color: &new.color,
+            tags: &new.tags,
+            flags: new.flags.clone(),
+            expires_at: new.expires_at,
+        };
+        let audit = (new.actor.as_str(), new.action, &new.details);
+        environments::insert_requested(&state.db, &row, audit, new.now, None).await
+    }
+}
+
+impl Batched for AbsentRequested {
+    type Answer = Option<EnvironmentRow>;
+    const WRITE: &'static str = "delete";
+
+    fn batcher(state: &AppState) -> &Batcher<Self, sqlx::Result<Self::Answer>> {
+        &state.lifecycle.deletes
+    }
+
+    fn key(&self) -> (TenantId, EphemeralId) {
+        (self.tenant.clone(), self.ephemeral_id.clone())
+    }
+
+    async fn many(state: &AppState, batch: &[Self]) -> sqlx::Result<Vec<Self::Answer>> {
+        environments::mark_absent_requested_many(&state.db, batch).await
+    }
+
+    /// As `environments::mark_absent_requested`, without a claim.
+    async fn one(state: &AppState, request: &Self) -> sqlx::Result<Self::Answer> {
+        let audit = (request.actor.as_str(), request.action);
+        let marked = environments::mark_absent_requested(
+            &state.db,
+            &request.tenant,
+            &request.ephemeral_id,
+            audit,
+            request.now,
+            None,
+        )
+        .await?;
+        Ok(marked.map(|(row, _)| row))
+    }
+}
+
+/// Writes `item` at once if one of the replica's [`batcher::IN_FLIGHT`]
+/// places for such writes is free (or no lane runs), else queued and
+/// written with the others queued until a place is free; answers as its
+/// own statement would (`environments::insert_requested`,
+/// `mark_absent_requested`).
+pub(super) async fn write<T: Batched>(state: &AppState, item: T) -> sqlx::Result<T::Answer> {
+    match T::batcher(state).enter(item) {
         Entry::Alone { item, place } => {
-            let written = insert_one(state, &item).await;
+            let written = T::one(state, &item).await;
             drop(place);
             written
         }
@@ -40,69 +128,12 @@ pub(super) async fn insert(state: &AppState, new: NewRequested) -> sqlx::Result<
     }
 }
 
-/// Marks `request`'s live generation unwanted, at once or with the other
-/// DELETEs queued meanwhile (as [`insert`]); answers as
-/// `environments::mark_absent_requested`.
-pub(super) async fn mark_absent(
-    state: &AppState,
-    request: AbsentRequested,
-) -> sqlx::Result<Option<EnvironmentRow>> {
-    match state.lifecycle.deletes.enter(request) {
-        Entry::Alone { item, place } => {
-            let marked = mark_absent_one(state, &item).await;
-            drop(place);
-            marked
-        }
-        Entry::Queued(answer) => answer.await.unwrap_or(Err(sqlx::Error::WorkerCrashed)),
-    }
-}
-
-async fn insert_one(state: &AppState, new: &NewRequested) -> sqlx::Result<Option<Requested>> {
-    let row = NewEnvironment {
-        id: new.id,
-        tenant: &new.tenant,
-        ephemeral_id: &new.ephemeral_id,
-        generation: new.generation,
-        request: new.request.clone(),
-        project_key: &new.project_key,
-        environment_key: &new.environment_key,
-        environment_name: &new.environment_name,
-        source_environment_key: &new.source_environment_key,
-        color: &new.color,
-        tags: &new.tags,
-        flags: new.flags.clone(),
-        expires_at: new.expires_at,
-    };
-    let audit = (new.actor.as_str(), new.action, &new.details);
-    environments::insert_requested(&state.db, &row, audit, new.now, None).await
-}
-
-async fn mark_absent_one(
-    state: &AppState,
-    request: &AbsentRequested,
-) -> sqlx::Result<Option<EnvironmentRow>> {
-    let audit = (request.actor.as_str(), request.action);
-    let marked = environments::mark_absent_requested(
-        &state.db,
-        &request.tenant,
-        &request.ephemeral_id,
-        audit,
-        request.now,
-        None,
-    )
-    .await?;
-    Ok(marked.map(|(row, _)| row))
-}
-
 /// Items with their places in the batch.
 type Placed<T> = Vec<(usize, T)>;
 
 /// Splits `items` into those with distinct keys, written in one statement,
 /// and the repeats of a key already among them, each written alone after.
-fn distinct<T, K: std::hash::Hash + Eq>(
-    items: Vec<T>,
-    key: impl Fn(&T) -> K,
-) -> (Placed<T>, Placed<T>) {
+fn distinct<T, K: Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K) -> (Placed<T>, Placed<T>) {
     let mut seen = HashSet::new();
     items
         .into_iter()
@@ -110,53 +141,33 @@ fn distinct<T, K: std::hash::Hash + Eq>(
         .partition(|(_, item)| seen.insert(key(item)))
 }
 
-/// Writes `items` with `many` (one statement for all of those with distinct
-/// keys), falling back to `one` for each when that statement fails, and
-/// for the repeats; the answers in `items`' order.
-async fn write_all<T, O, K, M, One, FutM, FutO>(
-    state: &AppState,
-    write: &'static str,
-    items: Vec<T>,
-    key: impl Fn(&T) -> K,
-    many: M,
-    one: One,
-) -> Vec<sqlx::Result<O>>
-where
-    K: std::hash::Hash + Eq,
-    M: FnOnce(Vec<T>) -> FutM,
-    FutM: std::future::Future<Output = (Vec<T>, sqlx::Result<Vec<O>>)>,
-    One: Fn(T) -> FutO,
-    FutO: std::future::Future<Output = sqlx::Result<O>>,
-{
+/// Writes `items` in one statement (those with distinct ids), falling back
+/// to one statement each when that fails, and for the repeats; the answers
+/// in `items`' order.
+async fn write_all<T: Batched>(state: &AppState, items: Vec<T>) -> Vec<sqlx::Result<T::Answer>> {
     let n = items.len();
-    let (first, repeats) = distinct(items, key);
-    let mut answers: Vec<Option<sqlx::Result<O>>> = (0..n).map(|_| None).collect();
-    let (places, first): (Vec<usize>, Vec<T>) = first.into_iter().unzip();
+    let (first, repeats) = distinct(items, T::key);
+    let mut answers: Vec<Option<sqlx::Result<T::Answer>>> = (0..n).map(|_| None).collect();
     let alone = if first.len() == 1 {
         first
     } else {
-        let (first, written) = many(first).await;
-        match written {
+        let (places, batch): (Vec<usize>, Vec<T>) = first.into_iter().unzip();
+        match T::many(state, &batch).await {
             Ok(written) => {
-                count_batch(state, write, written.len());
+                count_batch(state, T::WRITE, written.len());
                 for (place, answer) in places.iter().zip(written) {
                     answers[*place] = Some(Ok(answer));
                 }
                 Vec::new()
             }
             Err(err) => {
-                tracing::debug!(error = %err, write, "a batched write failed; writing each request alone");
-                first
+                tracing::debug!(error = %err, write = T::WRITE, "a batched write failed; writing each request alone");
+                places.into_iter().zip(batch).collect()
             }
         }
     };
-    let alone = places
-        .into_iter()
-        .zip(alone)
-        .chain(repeats)
-        .collect::<Vec<_>>();
-    for (place, item) in alone {
-        answers[place] = Some(one(item).await);
+    for (place, item) in alone.into_iter().chain(repeats) {
+        answers[place] = Some(T::one(state, &item).await);
     }
     answers
         .into_iter()
@@ -179,63 +190,23 @@ fn count_batch(state: &AppState, write: &'static str, requests: usize) {
     );
 }
 
-/// A PUT lane ([`batcher::run`]) of this replica, until shut down.
-pub(crate) async fn put_lane(state: AppState, shutdown: CancellationToken) {
+/// A lane of `T`'s queue ([`batcher::run`]), until shut down.
+async fn lane<T: Batched>(state: AppState, shutdown: CancellationToken) {
     let lane = state.clone();
-    batcher::run(&state.lifecycle.puts, shutdown, move |items| {
+    batcher::run(T::batcher(&state), shutdown, move |items| {
         let state = lane.clone();
-        async move {
-            write_all(
-                &state,
-                "put",
-                items,
-                |new: &NewRequested| (new.tenant.clone(), new.ephemeral_id.clone()),
-                |batch| {
-                    let state = state.clone();
-                    async move {
-                        let written = environments::insert_requested_many(&state.db, &batch).await;
-                        (batch, written)
-                    }
-                },
-                |new| {
-                    let state = state.clone();
-                    async move { insert_one(&state, &new).await }
-                },
-            )
-            .await
-        }
+        async move { write_all(&state, items).await }
     })
     .await;
 }
 
-/// A DELETE lane of this replica, until shut down.
-pub(crate) async fn delete_lane(state: AppState, shutdown: CancellationToken) {
-    let lane = state.clone();
-    batcher::run(&state.lifecycle.deletes, shutdown, move |items| {
-        let state = lane.clone();
-        async move {
-            write_all(
-                &state,
-                "delete",
-                items,
-                |request: &AbsentRequested| (request.tenant.clone(), request.ephemeral_id.clone()),
-                |batch| {
-                    let state = state.clone();
-                    async move {
-                        let written =
-                            environments::mark_absent_requested_many(&state.db, &batch).await;
-                        (batch, written)
-                    }
-                },
-                |request| {
-                    let state = state.clone();
-                    async move { mark_absent_one(&state, &request).await }
-                },
-            )
-            .await
-        }
-    })
-    .await;
+/// Starts this replica's lanes: one per place ([`batcher::IN_FLIGHT`]) for
+/// the PUTs and as many for the DELETEs.
+pub(crate) fn spawn_lanes(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    for _ in 0..batcher::IN_FLIGHT {
+        tasks.spawn(lane::<NewRequested>(state.clone(), shutdown.clone()));
+        tasks.spawn(lane::<AbsentRequested>(state.clone(), shutdown.clone()));
+    }
 }
 
 #[cfg(test)]

@@ -26,8 +26,7 @@ use crate::tenants::{self, TenantError};
 pub use crate::store::environments::{
     Desired, EnvironmentRow as EnvironmentRecord, FailureCode, Status as EnvironmentStatus,
 };
-pub use batched::WRITE_LANES;
-pub(crate) use batched::{delete_lane, put_lane};
+pub(crate) use batched::spawn_lanes;
 pub use read::{
     EnvironmentPage, ListQuery, RevealedKeys, environment_url, get_environment, list_environments,
     reveal_keys, wait_until_settled,
@@ -229,8 +228,8 @@ pub async fn request_delete(
     actor: &str,
 ) -> Result<Option<EnvironmentRecord>> {
     // The common case, a live generation, in one statement without a lock
-    // (with the other DELETEs that arrive meanwhile, when no idle worker
-    // here can be promised its job).
+    // (when no idle worker here can be promised its job, perhaps together
+    // with other DELETEs: `batched`).
     let here = claim_here(state);
     let now = state.now();
     let action = AuditAction::EnvironmentDeleteRequested.as_str();
@@ -254,7 +253,7 @@ pub async fn request_delete(
                 action,
                 now,
             };
-            batched::mark_absent(state, request)
+            batched::write(state, request)
                 .await?
                 .map(|row| (row, false))
         }

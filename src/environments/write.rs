@@ -261,15 +261,16 @@ pub(super) async fn insert_unlocked(
     let here = claim_here(state);
     let details = planned.details();
     let audit = (actor, AuditAction::EnvironmentCreateRequested, &details);
-    // No idle worker to promise the job to: written with the other PUTs
-    // that arrive while the statements before them run.
+    // No idle worker to promise the job to: written at once if one of the
+    // replica's two places for such PUTs is free, else queued and written
+    // with the others queued meanwhile (`super::batched`).
     let written = match &here {
         Some((_, claim)) => {
             write_planned(&state.db, tenant, ephemeral_id, planned, audit, Some(claim)).await
         }
         None => {
             let new = planned.requested(tenant, ephemeral_id, audit);
-            super::batched::insert(state, new).await
+            super::batched::write(state, new).await
         }
     };
     let (record, claimed) = match written {

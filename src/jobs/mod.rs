@@ -90,16 +90,7 @@ pub fn spawn(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
         state.clone(),
         shutdown.clone(),
     ));
-    for _ in 0..crate::environments::WRITE_LANES {
-        tasks.spawn(crate::environments::put_lane(
-            state.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(crate::environments::delete_lane(
-            state.clone(),
-            shutdown.clone(),
-        ));
-    }
+    crate::environments::spawn_lanes(state, shutdown, tasks);
     if !state.config.lifecycle.run_workers {
         return;
     }
