@@ -21,9 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::app::batcher::{self, Batcher, Entry};
 use crate::ids::{EphemeralId, TenantId};
-use crate::store::environments::{
-    self, AbsentRequested, EnvironmentRow, NewEnvironment, NewRequested, Requested,
-};
+use crate::store::environments::{self, AbsentRequested, EnvironmentRow, NewRequested, Requested};
 
 /// A write the lanes batch: a PUT ([`NewRequested`]) or a DELETE
 /// ([`AbsentRequested`]).
@@ -60,23 +58,8 @@ impl Batched for NewRequested {
 
     /// As `environments::insert_requested`, without a claim.
     async fn one(state: &AppState, new: &Self) -> sqlx::Result<Self::Answer> {
-        let row = NewEnvironment {
-            id: new.id,
-            tenant: &new.tenant,
-            ephemeral_id: &new.ephemeral_id,
-            generation: new.generation,
-            request: new.request.clone(),
-            project_key: &new.project_key,
-            environment_key: &new.environment_key,
-            environment_name: &new.environment_name,
-            source_environment_key: &new.source_environment_key,
-            color: &new.color,
-            tags: &new.tags,
-            flags: new.flags.clone(),
-            expires_at: new.expires_at,
-        };
         let audit = (new.actor.as_str(), new.action, &new.details);
-        environments::insert_requested(&state.db, &row, audit, new.now, None).await
+        environments::insert_requested(&state.db, &new.row(), audit, new.now, None).await
     }
 }
 

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ClaimedRow, Desired, EnvironmentRow, FailureCode, Requested, Status};
+use super::{ClaimedRow, Desired, EnvironmentRow, FailureCode, NewEnvironment, Requested, Status};
 use crate::ids::{EphemeralId, TenantId};
 
 /// One PUT of a batch: a generation to insert (as `NewEnvironment`,
@@ -41,6 +41,28 @@ pub struct NewRequested {
     pub action: &'static str,
     pub details: Value,
     pub now: DateTime<Utc>,
+}
+
+impl NewRequested {
+    /// The generation as [`super::insert_requested`] takes it, for a
+    /// request written alone.
+    pub fn row(&self) -> NewEnvironment<'_> {
+        NewEnvironment {
+            id: self.id,
+            tenant: &self.tenant,
+            ephemeral_id: &self.ephemeral_id,
+            generation: self.generation,
+            request: self.request.clone(),
+            project_key: &self.project_key,
+            environment_key: &self.environment_key,
+            environment_name: &self.environment_name,
+            source_environment_key: &self.source_environment_key,
+            color: &self.color,
+            tags: &self.tags,
+            flags: self.flags.clone(),
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// [`super::insert_requested`] without a claim, for every request of
