@@ -15,7 +15,7 @@ use super::batcher::Batcher;
 use super::{Announcements, TenantCache};
 use crate::store::api_keys::KeyCache;
 use crate::store::environments::{
-    AbsentRequested, EnvironmentRow, NewRequested, Requested, Status,
+    AbsentRequested, EnvironmentRow, NewRequested, Next, Requested, Settlement, Status,
 };
 use crate::store::jobs::Job;
 
@@ -181,6 +181,8 @@ pub struct Runtime {
     pub(crate) puts: Batcher<NewRequested, sqlx::Result<Option<Requested>>>,
     /// The API's DELETEs waiting to be written together.
     pub(crate) deletes: Batcher<AbsentRequested, sqlx::Result<Option<EnvironmentRow>>>,
+    /// The workers' outcomes waiting to be written together.
+    pub(crate) settles: Batcher<Settlement, sqlx::Result<Option<(EnvironmentRow, Next)>>>,
 }
 
 impl Default for Runtime {
@@ -205,6 +207,7 @@ impl Runtime {
             announcements: Announcements::default(),
             puts: Batcher::default(),
             deletes: Batcher::default(),
+            settles: Batcher::default(),
         }
     }
 
@@ -212,10 +215,11 @@ impl Runtime {
         &self.replica_id
     }
 
-    /// The API's PUTs and DELETEs queued for a lane to write them together
-    /// (`environments::batched`) and not yet taken.
+    /// The API's PUTs and DELETEs and the workers' outcomes queued for a
+    /// lane to write them together (`environments::batched`) and not yet
+    /// taken.
     pub fn queued_writes(&self) -> usize {
-        self.puts.queued() + self.deletes.queued()
+        self.puts.queued() + self.deletes.queued() + self.settles.queued()
     }
 
     /// A handle woken whenever environment `id` changes (in any replica).

@@ -1,6 +1,7 @@
-//! The API's PUTs and DELETEs that arrive together, written in one
-//! statement (`app::batcher`, `store::environments::insert_requested_many`
-//! and `mark_absent_requested_many`).
+//! The API's PUTs and DELETEs that arrive together, and the workers'
+//! outcomes that are ready together, written in one statement
+//! (`app::batcher`, `store::environments::insert_requested_many`,
+//! `mark_absent_requested_many` and `settle_many`).
 //!
 //! Only writes that do not claim their job go this way: a request that can
 //! promise its job to an idle worker of this replica (the path that sets a
@@ -21,14 +22,16 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::app::batcher::{self, Batcher, Entry};
 use crate::ids::{EphemeralId, TenantId};
-use crate::store::environments::{self, AbsentRequested, EnvironmentRow, NewRequested, Requested};
+use crate::store::environments::{
+    self, AbsentRequested, EnvironmentRow, NewRequested, Next, Requested, Settlement,
+};
 
-/// A write the lanes batch: a PUT ([`NewRequested`]) or a DELETE
-/// ([`AbsentRequested`]).
+/// A write the lanes batch: a PUT ([`NewRequested`]), a DELETE
+/// ([`AbsentRequested`]) or a worker's outcome ([`Settlement`]).
 pub(super) trait Batched: Sized {
     /// What its own statement answers.
     type Answer;
-    /// Its name in the metrics (`put`, `delete`).
+    /// Its name in the metrics (`put`, `delete`, `settle`).
     const WRITE: &'static str;
     /// The replica's queue of such writes.
     fn batcher(state: &AppState) -> &Batcher<Self, sqlx::Result<Self::Answer>>;
@@ -93,6 +96,38 @@ impl Batched for AbsentRequested {
         .await?;
         Ok(marked.map(|(row, _)| row))
     }
+}
+
+impl Batched for Settlement {
+    type Answer = Option<(EnvironmentRow, Next)>;
+    const WRITE: &'static str = "settle";
+
+    fn batcher(state: &AppState) -> &Batcher<Self, sqlx::Result<Self::Answer>> {
+        &state.lifecycle.settles
+    }
+
+    fn key(&self) -> (TenantId, EphemeralId) {
+        (self.tenant.clone(), self.ephemeral_id.clone())
+    }
+
+    async fn many(state: &AppState, batch: &[Self]) -> sqlx::Result<Vec<Self::Answer>> {
+        environments::settle_many(&state.db, batch).await
+    }
+
+    async fn one(state: &AppState, settlement: &Self) -> sqlx::Result<Self::Answer> {
+        environments::settle(&state.db, settlement).await
+    }
+}
+
+/// Records a worker's outcome (`store::environments::settle`): at once if
+/// one of the replica's places for outcomes is free, else with the other
+/// workers' outcomes queued meanwhile (`settle_many`: their claims of next
+/// jobs are of previews' jobs only).
+pub(crate) async fn write_settlement(
+    state: &AppState,
+    settlement: Settlement,
+) -> sqlx::Result<Option<(EnvironmentRow, Next)>> {
+    write(state, settlement).await
 }
 
 /// Writes `item` at once if one of the replica's [`batcher::IN_FLIGHT`]
@@ -162,12 +197,12 @@ async fn write_all<T: Batched>(state: &AppState, items: Vec<T>) -> Vec<sqlx::Res
 fn count_batch(state: &AppState, write: &'static str, requests: usize) {
     state.metrics.inc(
         "ld_eaas_write_batches_total",
-        "Statements that wrote several API requests together, by write (put or delete)",
+        "Statements that wrote several API requests (or workers' outcomes) together, by write (put, delete or settle)",
         &[("write", write)],
     );
     state.metrics.add(
         "ld_eaas_batched_requests_total",
-        "API requests written together with others in one statement, by write (put or delete)",
+        "API requests (or workers' outcomes) written together with others in one statement, by write (put, delete or settle)",
         &[("write", write)],
         u64::try_from(requests).unwrap_or(u64::MAX),
     );
@@ -184,11 +219,12 @@ async fn lane<T: Batched>(state: AppState, shutdown: CancellationToken) {
 }
 
 /// Starts this replica's lanes: one per place ([`batcher::IN_FLIGHT`]) for
-/// the PUTs and as many for the DELETEs.
+/// the PUTs, as many for the DELETEs and for the workers' outcomes.
 pub(crate) fn spawn_lanes(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     for _ in 0..batcher::IN_FLIGHT {
         tasks.spawn(lane::<NewRequested>(state.clone(), shutdown.clone()));
         tasks.spawn(lane::<AbsentRequested>(state.clone(), shutdown.clone()));
+        tasks.spawn(lane::<Settlement>(state.clone(), shutdown.clone()));
     }
 }
 

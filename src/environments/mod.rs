@@ -26,7 +26,7 @@ use crate::tenants::{self, TenantError};
 pub use crate::store::environments::{
     Desired, EnvironmentRow as EnvironmentRecord, FailureCode, Status as EnvironmentStatus,
 };
-pub(crate) use batched::spawn_lanes;
+pub(crate) use batched::{spawn_lanes, write_settlement};
 pub use read::{
     EnvironmentPage, ListQuery, RevealedKeys, environment_url, get_environment, list_environments,
     reveal_keys, wait_until_settled,

@@ -18,17 +18,7 @@ const OFFERS_IN_A_ROW: usize = 4;
 /// job's outcome may claim the worker's next job in the same breath
 /// (`store::environments::settle`), so that a busy worker makes one
 /// statement per job instead of a claim and an outcome.
-#[derive(Debug, Default)]
-pub(crate) enum Next {
-    /// Nothing was claimed for it: claim from the queue as usual.
-    #[default]
-    Unknown,
-    /// This job, claimed for this worker from the queue.
-    Claimed(Job),
-    /// The outcome's statement looked and no job was due (or every due one
-    /// was of a tenant at its limit): no need to look again at once.
-    NoneDue,
-}
+pub(crate) use crate::store::environments::Next;
 
 /// What a job's outcome left for its worker ([`run`]): the next job, and
 /// the background place reserved for that claim ([`next_claim`]).
@@ -89,16 +79,19 @@ pub(crate) fn next_claim(
 }
 
 /// What the outcome statement claimed with `asked`, [`next_claim`]'s
-/// claim (if it made one).
-pub(crate) fn claimed_next(state: &AppState, asked: Option<NextClaim>, job: Option<Job>) {
+/// claim (if it made one): `next`. A statement that claimed nothing for
+/// want of due jobs says so ([`Next::NoneDue`]); one written with others
+/// (`settle_many`) that ran short says [`Next::Unknown`], and the worker
+/// claims from the queue itself.
+pub(crate) fn claimed_next(state: &AppState, asked: Option<NextClaim>, next: Next) {
     if asked.is_none() {
         return;
     }
-    state.lifecycle.set_backlog(job.is_some());
-    let next = match job {
-        Some(job) => Next::Claimed(job),
-        None => Next::NoneDue,
-    };
+    match &next {
+        Next::Claimed(_) => state.lifecycle.set_backlog(true),
+        Next::NoneDue => state.lifecycle.set_backlog(false),
+        Next::Unknown => {}
+    }
     let _ = NEXT.try_with(|pending| pending.borrow_mut().next = next);
 }
 

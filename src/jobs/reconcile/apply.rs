@@ -11,7 +11,7 @@ use crate::crypto::SealedColumn;
 use crate::environments::{EnvironmentRecord, EnvironmentStatus as Status, count_write, events};
 use crate::jobs::{backoff, worker};
 use crate::launchdarkly::Environment;
-use crate::store::environments::{self, Desired, HeldJob, Settled};
+use crate::store::environments::{self, Desired, Settled, Settlement};
 use crate::store::jobs::{self, Job, Settle};
 use crate::store::notify;
 
@@ -173,7 +173,8 @@ pub(super) async fn apply(
 }
 
 /// The two common outcomes (created, deleted, as the row at `seen` asked)
-/// recorded in one statement (`environments::settle`) instead of a
+/// recorded in one statement (`environments::settle`, or with other
+/// workers' outcomes: `crate::environments::write_settlement`) instead of a
 /// transaction of five. `None` when that does not apply: another outcome,
 /// a webhook to queue with it (the transaction writes the outbox), or the
 /// statement found the row changed, the lease lost or the tenant being
@@ -190,12 +191,7 @@ async fn settle_unlocked(
         return Ok(None);
     }
     let now = state.now();
-    let next_claim = worker::next_claim(state, now);
-    let held = HeldJob {
-        id: job.id,
-        worker: &state.lifecycle.replica_id,
-    };
-    match outcome {
+    let (settled, action, details, notice) = match outcome {
         EnvOutcome::Ready { env, adopted } => {
             let keys = seal_keys(state, seen, env)?;
             let mut expected = seen.clone();
@@ -203,53 +199,51 @@ async fn settle_unlocked(
             if seen.desired == Desired::Present {
                 expected.status = Status::Ready;
             }
-            let settled = environments::settle(
-                &state.db,
-                &job.tenant_id,
-                seen,
-                held,
-                Settled::Created {
-                    client_side_id: &keys.client_side_id,
-                    sealed_sdk_key: &keys.sdk,
-                    sealed_mobile_key: &keys.mobile,
-                },
-                (
-                    AuditAction::EnvironmentReady.as_str(),
-                    &ready_details(&expected, *adopted),
-                ),
-                &notify::environment_notice(&expected),
-                now,
-                next_claim,
+            let settled = Settled::Created {
+                client_side_id: keys.client_side_id,
+                sealed_sdk_key: keys.sdk,
+                sealed_mobile_key: keys.mobile,
+            };
+            (
+                settled,
+                AuditAction::EnvironmentReady,
+                ready_details(&expected, *adopted),
+                notify::environment_notice(&expected),
             )
-            .await?;
-            Ok(settled.map(|(record, next)| {
-                worker::claimed_next(state, next_claim, next);
-                ready(state, &record, *adopted, now)
-            }))
         }
-        EnvOutcome::Deleted { untouched } => {
-            let settled = environments::settle(
-                &state.db,
-                &job.tenant_id,
-                seen,
-                held,
-                Settled::Deleted,
-                (
-                    AuditAction::EnvironmentDeleted.as_str(),
-                    &deleted_details(seen, untouched.as_deref()),
-                ),
-                &notify::notice_of(seen.id, seen.revision, Status::Deleted),
-                now,
-                next_claim,
-            )
-            .await?;
-            Ok(settled.map(|(record, next)| {
-                worker::claimed_next(state, next_claim, next);
-                deleted(state, &record)
-            }))
-        }
-        _ => Ok(None),
-    }
+        EnvOutcome::Deleted { untouched } => (
+            Settled::Deleted,
+            AuditAction::EnvironmentDeleted,
+            deleted_details(seen, untouched.as_deref()),
+            notify::notice_of(seen.id, seen.revision, Status::Deleted),
+        ),
+        _ => return Ok(None),
+    };
+    let next_claim = worker::next_claim(state, now);
+    let settlement = Settlement {
+        tenant: job.tenant_id.clone(),
+        id: seen.id,
+        revision: seen.revision,
+        ephemeral_id: seen.ephemeral_id.clone(),
+        environment_key: seen.environment_key.clone(),
+        job: job.id,
+        worker: state.lifecycle.replica_id.clone(),
+        outcome: settled,
+        action: action.as_str(),
+        details,
+        notice,
+        now,
+        next: next_claim,
+    };
+    let Some((record, next)) = crate::environments::write_settlement(state, settlement).await?
+    else {
+        return Ok(None);
+    };
+    worker::claimed_next(state, next_claim, next);
+    Ok(Some(match outcome {
+        EnvOutcome::Ready { adopted, .. } => ready(state, &record, *adopted, now),
+        _ => deleted(state, &record),
+    }))
 }
 
 /// The audit details of `environment.ready`.

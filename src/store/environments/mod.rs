@@ -3,7 +3,8 @@
 //! back (client-side id, sealed SDK and mobile keys).
 //!
 //! The queries live in `requests` (what a PUT, DELETE or read does),
-//! `outcomes` (what the workers record) and `housekeeping` (offboarding, the
+//! `outcomes` and `settle` (what the workers record), `batched` (the API's
+//! writes several at once) and `housekeeping` (offboarding, the
 //! TTL and the sweeper); every one is re-exported here.
 
 use chrono::{DateTime, Utc};
@@ -50,6 +51,7 @@ mod batched;
 mod housekeeping;
 mod outcomes;
 mod requests;
+mod settle;
 
 pub use batched::{
     AbsentRequested, NewRequested, insert_requested_many, mark_absent_requested_many,
@@ -58,14 +60,13 @@ pub use housekeeping::{
     count_deleting, count_live, expire, mark_all_absent, projects_with_sources, sweepable_keys,
     tenants_with_expired,
 };
-pub use outcomes::{
-    HeldJob, NextClaim, Settled, mark_deleted, mark_failed, note_error, record_created, settle,
-};
+pub use outcomes::{mark_deleted, mark_failed, note_error, record_created};
 pub use requests::{
     FIRST_GENERATION, FIRST_REVISION, Requested, current, get, get_for_update, insert_requested,
     list, lock_ephemeral, mark_absent, mark_absent_requested, max_generation, present_for_update,
     rearm,
 };
+pub use settle::{Next, NextClaim, Settled, Settlement, settle, settle_many};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]

@@ -1,8 +1,8 @@
-//! The API's PUTs and DELETEs that arrive together, written in one
-//! statement (`environments::batched`): each answered as its own statement
-//! would have answered it, every row, job and audit row as the single
-//! statement writes them, repeats of an id written alone, and a batch that
-//! fails written again request by request.
+//! The API's PUTs and DELETEs that arrive together, and the workers'
+//! outcomes, written in one statement (`environments::batched`): each
+//! answered as its own statement would have answered it, every row, job and
+//! audit row as the single statement writes them, repeats of an id written
+//! alone, and a batch that fails written again request by request.
 //!
 //! The lanes are held still by a transaction that locks a tenant's row
 //! (`for update`): the two writes of that tenant sent first take both lanes
@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
+use ld_eaas::simulator::Faults;
 use sqlx::PgPool;
 
 use super::*;
@@ -337,4 +338,93 @@ async fn deletes_that_arrive_together_are_written_in_one_statement_each_answered
             "{id}"
         );
     }
+}
+
+#[tokio::test]
+async fn workers_outcomes_ready_together_are_written_in_one_statement() {
+    let sim = start_sim().await;
+    // Each create waits on LaunchDarkly long enough for the audit table to
+    // be locked before any outcome is written.
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::default()
+    });
+    let app = &spawn_with(&sim, true, |mut c| {
+        c.lifecycle.per_tenant_concurrency = 8;
+        c
+    })
+    .await;
+    ready_tenant(app, "acme").await;
+    let ids: Vec<String> = (0..8).map(|i| format!("w-{i}")).collect();
+    for id in &ids {
+        assert_eq!(
+            put_env(app, "acme", id, "?wait=0", None).await.0,
+            StatusCode::ACCEPTED
+        );
+    }
+    // The eight workers each create one. The first two outcomes take both
+    // places and wait on the audit table; the other six queue.
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("lock table audit_events in share mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "two outcomes wait and six are queued",
+        || async {
+            waiting_on_locks(&app.db).await == 2 && app.state.lifecycle.queued_writes() == 6
+        },
+    )
+    .await;
+    lock.commit().await.unwrap();
+
+    eventually(
+        Duration::from_secs(10),
+        "every environment is ready",
+        || async {
+            let ready: i64 = sqlx::query_scalar(
+                "select count(*) from environments where tenant_id = 'acme' and status = 'ready'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            ready == 8
+        },
+    )
+    .await;
+    assert_eq!(
+        counter(app, "ld_eaas_write_batches_total", "settle").await,
+        1
+    );
+    assert_eq!(
+        counter(app, "ld_eaas_batched_requests_total", "settle").await,
+        6
+    );
+    // Each as the single statement writes it: ready with its keys, its job
+    // finished, one audit row, and the waiting calls told.
+    for id in &ids {
+        let (status, body) = get_env(app, "acme", id).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "ready", "{id}: {body}");
+        let ld = &body["launchdarkly"];
+        let upstream = sim
+            .environment(
+                DEMO_ACCOUNT,
+                "demo",
+                ld["environment_key"].as_str().unwrap(),
+            )
+            .expect("created upstream");
+        assert_eq!(ld["client_side_id"], upstream.id.as_str(), "{id}");
+        assert_eq!(ld["sdk_key"], upstream.api_key.as_str(), "{id}");
+        assert_eq!(ld["mobile_key"], upstream.mobile_key.as_str(), "{id}");
+    }
+    let (jobs, audits): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from jobs where kind = 'reconcile_environment'),
+                (select count(*) from audit_events where tenant_id = 'acme' and action = 'environment.ready')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((jobs, audits), (0, 8));
 }

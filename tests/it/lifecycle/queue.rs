@@ -399,26 +399,41 @@ async fn settle_seen(
     job: &Job,
     next: Option<environments::NextClaim>,
 ) -> Option<(environments::EnvironmentRow, Option<Job>)> {
-    environments::settle(
-        &app.db,
-        tenant,
-        seen,
-        environments::HeldJob {
-            id: job.id,
-            worker: "here",
+    let settlement = created(tenant, seen, job.id, app.now(), next);
+    environments::settle(&app.db, &settlement)
+        .await
+        .unwrap()
+        .map(|(row, next)| (row, next.job()))
+}
+
+/// The outcome "created" of `job` on the generation `seen`, held by the
+/// worker "here", with `next` the claim of its next job.
+fn created(
+    tenant: &TenantId,
+    seen: &environments::EnvironmentRow,
+    job: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    next: Option<environments::NextClaim>,
+) -> environments::Settlement {
+    environments::Settlement {
+        tenant: tenant.clone(),
+        id: seen.id,
+        revision: seen.revision,
+        ephemeral_id: seen.ephemeral_id.clone(),
+        environment_key: seen.environment_key.clone(),
+        job,
+        worker: "here".into(),
+        outcome: environments::Settled::Created {
+            client_side_id: "client-side".into(),
+            sealed_sdk_key: "sealed-sdk".into(),
+            sealed_mobile_key: "sealed-mobile".into(),
         },
-        environments::Settled::Created {
-            client_side_id: "client-side",
-            sealed_sdk_key: "sealed-sdk",
-            sealed_mobile_key: "sealed-mobile",
-        },
-        ("environment.ready", &json!({})),
-        "notice",
-        app.now(),
+        action: "environment.ready",
+        details: json!({}),
+        notice: "notice".into(),
+        now,
         next,
-    )
-    .await
-    .unwrap()
+    }
 }
 
 #[tokio::test]
@@ -495,6 +510,107 @@ async fn a_jobs_outcome_claims_the_workers_next_job_as_the_queue_would_and_only_
         .expect("settled");
     assert!(none.is_none());
     assert_eq!(job_row(&app, h[3]).await, ("queued".into(), None, 0));
+}
+
+#[tokio::test]
+async fn outcomes_settled_together_claim_next_jobs_in_order_within_each_tenants_limit() {
+    let sim = start_sim().await;
+    let app = two_tenants(&sim).await;
+    let (heavy, light) = (tenant("heavy"), tenant("light"));
+    let h = queue(&app, "heavy", &["h1", "h2", "h3", "h4", "h5"]).await;
+    let l = queue(&app, "light", &["l1", "l2", "l3"]).await;
+    let now = app.now();
+    let order = [h[0], h[1], h[2], h[3], h[4], l[0], l[1]];
+    for (i, job) in (0i64..).zip(order) {
+        set_run_at(&app, job, now - ChronoDuration::seconds(10 - i)).await;
+    }
+    // h1, h2, h3, l1 and l2 run here; l3 ran elsewhere and its lease ran out.
+    for expected in [h[0], h[1], h[2], l[0], l[1]] {
+        assert_eq!(claim(&app, 3).await.expect("a due job").id, expected);
+    }
+    hold(&app, l[2], now - ChronoDuration::seconds(1)).await;
+    let next = Some(environments::NextClaim {
+        until: now + LEASE,
+        per_tenant: 2,
+        background: true,
+    });
+    let mut batch = Vec::new();
+    for (tenant, job, moved) in [
+        (&heavy, h[0], false),
+        (&heavy, h[1], false),
+        // Its row moved on: nothing is written for it and it takes no claim,
+        // but h3 still runs, and counts against heavy's limit.
+        (&heavy, h[2], true),
+        (&light, l[0], false),
+    ] {
+        let mut row = seen(&app, tenant, job).await;
+        if moved {
+            row.revision += 1;
+        }
+        batch.push(created(tenant, &row, job, now, next));
+    }
+    // One that wants no claim.
+    let row = seen(&app, &light, l[1]).await;
+    batch.push(created(&light, &row, l[1], now, None));
+
+    let answers = environments::settle_many(&app.db, &batch).await.unwrap();
+    let next_of = |i: usize| match &answers[i] {
+        Some((row, next)) => {
+            assert_eq!(row.status, environments::Status::Ready);
+            assert_eq!(row.client_side_id.as_deref(), Some("client-side"));
+            match next {
+                environments::Next::Claimed(job) => Some(job.id),
+                environments::Next::Unknown => None,
+                environments::Next::NoneDue => panic!("a batch never says none is due"),
+            }
+        }
+        None => panic!("outcome {i} was not written"),
+    };
+    // The lease that ran out first (l3), then the oldest due job of a
+    // tenant below its limit: heavy runs h3, so h4 but not h5.
+    assert_eq!(next_of(0), Some(l[2]));
+    assert_eq!(next_of(1), Some(h[3]));
+    assert!(answers[2].is_none(), "the moved row is not settled");
+    assert_eq!(next_of(3), None, "nothing left it may take");
+    assert_eq!(next_of(4), None, "it asked for none");
+    for job in [l[2], h[3]] {
+        let (state, by, _) = job_row(&app, job).await;
+        assert_eq!((state.as_str(), by.as_deref()), ("running", Some("here")));
+    }
+    assert_eq!(
+        job_row(&app, h[4]).await,
+        ("queued".into(), None, 0),
+        "h5 waits"
+    );
+    assert_eq!(job_row(&app, h[2]).await.0, "running", "h3 is untouched");
+    let left: i64 = sqlx::query_scalar("select count(*) from jobs where id = any($1)")
+        .bind([h[0], h[1], l[0], l[1]].to_vec())
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the settled jobs are finished");
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'environment.ready' and actor = 'system'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(audited, 4, "one audit row per settled outcome");
+    let h3 = seen(&app, &heavy, h[2]).await;
+    assert_eq!(h3.status, environments::Status::Pending);
+}
+
+/// The generation job `job` works on, as its worker saw it.
+async fn seen(app: &TestApp, tenant: &TenantId, job: Uuid) -> environments::EnvironmentRow {
+    let env: Uuid = sqlx::query_scalar("select environment_id from jobs where id = $1")
+        .bind(job)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    environments::get(&app.db, tenant, env)
+        .await
+        .unwrap()
+        .expect("the job's environment")
 }
 
 #[tokio::test]
