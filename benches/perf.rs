@@ -870,16 +870,21 @@ async fn print_batches(api: &Api) -> anyhow::Result<()> {
             }
         }
     }
-    for write in ["put", "delete"] {
-        let get = |series: String| sums.get(&series).copied().unwrap_or(0.0);
+    let get = |series: String| sums.get(&series).copied().unwrap_or(0.0);
+    // The batches' label, the lifecycle writes' label, and what they are.
+    for (write, counted, what) in [
+        ("put", "put", "puts"),
+        ("delete", "delete", "deletes"),
+        ("settle", "outcome", "outcomes"),
+    ] {
         let batches = get(format!(r#"ld_eaas_write_batches_total{{write="{write}"}}"#));
         let batched = get(format!(
             r#"ld_eaas_batched_requests_total{{write="{write}"}}"#
         ));
         let all = get(format!(
-            r#"ld_eaas_lifecycle_writes_total{{path="statement",write="{write}"}}"#
+            r#"ld_eaas_lifecycle_writes_total{{path="statement",write="{counted}"}}"#
         )) + get(format!(
-            r#"ld_eaas_lifecycle_writes_total{{path="transaction",write="{write}"}}"#
+            r#"ld_eaas_lifecycle_writes_total{{path="transaction",write="{counted}"}}"#
         ));
         let mean = if batches > 0.0 {
             batched / batches
@@ -887,9 +892,15 @@ async fn print_batches(api: &Api) -> anyhow::Result<()> {
             0.0
         };
         println!(
-            "  ({write}s written together: {batched:.0} of {all:.0}, in {batches:.0} statements, {mean:.1} a statement)"
+            "  ({what} written together: {batched:.0} of {all:.0}, in {batches:.0} statements, {mean:.1} a statement)"
         );
     }
+    let claims = ["offered", "outcome", "queue"]
+        .map(|how| get(format!(r#"ld_eaas_jobs_claimed_total{{how="{how}"}}"#)));
+    println!(
+        "  (jobs claimed: {:.0} offered by the API, {:.0} by an outcome, {:.0} from the queue)",
+        claims[0], claims[1], claims[2]
+    );
     Ok(())
 }
 
