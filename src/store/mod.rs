@@ -53,6 +53,10 @@
 //! waits; [`environments::mark_absent_requested_many`] locks the live
 //! environment rows first, in the order of their ids (so two batches that
 //! share rows cannot wait for each other), then upserts their job rows.
+//! So does the workers' ([`environments::settle_many`], several outcomes in
+//! one statement): it locks their environment rows in the order of their
+//! ids, then deletes their job rows (2, then 3), and claims the next jobs
+//! with `SKIP LOCKED`.
 //!
 //! Not part of the order, because nobody waits for them or they wait for
 //! nothing while holding another lock:
@@ -66,8 +70,9 @@
 //! - statements that lock many rows of one table on their own use
 //!   `SKIP LOCKED` and never wait ([`jobs::claim`], [`environments::expire`],
 //!   [`jobs::hold_account`], the outbox's claim, and the claim of a worker's
-//!   next job in its outcome, [`environments::settle`], made after that
-//!   statement locked its own environment and job rows);
+//!   next job in its outcome, [`environments::settle`] and
+//!   [`environments::settle_many`], made after that statement locked its
+//!   own environment and job rows);
 //! - the connection row ([`connections::get_for_update`]) and the settings
 //!   and tenant rows are locked alone, in transactions that touch no
 //!   environment or job (credential refresh, connect, settings save,
