@@ -263,6 +263,28 @@ impl Runtime {
         self.changed(id, Change::Notice(now));
     }
 
+    /// A notification said environment `id` changed ([`Self::environment_changed`]),
+    /// written by a worker of replica `by` if it is an outcome's
+    /// (`store::notify::outcome_notice`). An outcome of a worker here is
+    /// passed over: that worker hands the row to the calls waiting here
+    /// itself ([`Self::environment_settled`]) as soon as its statement
+    /// returns, and its notice often arrives first, which would send each
+    /// of them to read the row again. Should the worker never hand it over
+    /// (its connection lost after the commit), they read it within
+    /// [`FALLBACK_POLL`].
+    pub(crate) fn environment_noticed(
+        &self,
+        id: Uuid,
+        now: Option<(i32, Status)>,
+        by: Option<&str>,
+    ) {
+        let settled_here = by == Some(self.replica_id.as_str())
+            && now.is_some_and(|(_, status)| status.is_final());
+        if !settled_here {
+            self.environment_changed(id, now);
+        }
+    }
+
     /// A worker here committed this outcome: the calls waiting for it take
     /// it as it is, without reading it again.
     pub(crate) fn environment_settled(&self, row: &EnvironmentRow) {
@@ -454,6 +476,31 @@ mod tests {
         // So does a wake-up that says nothing (the listener reconnected).
         runtime.wake_all_waiters();
         assert!(matches!(watch.latest(), (3, Change::Notice(None))));
+    }
+
+    #[test]
+    fn an_outcome_of_a_worker_here_is_left_to_the_worker_to_hand_over() {
+        let runtime = Runtime::new();
+        let id = Uuid::new_v4();
+        let watch = runtime.watch(id);
+        let here = runtime.replica_id().to_owned();
+        // Its notice overtook the worker's hand-over: nothing to read yet.
+        runtime.environment_noticed(id, Some((1, Status::Ready)), Some(&here));
+        assert!(matches!(watch.latest(), (0, Change::None)));
+        runtime.environment_settled(&row(id, 1, Status::Ready));
+        assert!(matches!(watch.latest(), (1, Change::Settled(_))));
+        // Another replica's outcome is news here.
+        runtime.environment_noticed(id, Some((2, Status::Deleted)), Some("replica-other"));
+        assert!(matches!(
+            watch.latest(),
+            (2, Change::Notice(Some((2, Status::Deleted))))
+        ));
+        // So is a step back to work, even from here (not an outcome).
+        runtime.environment_noticed(id, Some((3, Status::Pending)), Some(&here));
+        assert!(matches!(
+            watch.latest(),
+            (3, Change::Notice(Some((3, Status::Pending))))
+        ));
     }
 
     #[test]

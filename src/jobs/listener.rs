@@ -58,8 +58,8 @@ pub(super) async fn listen(state: AppState, shutdown: CancellationToken) {
                         }
                     }
                     Ok(n) => {
-                        if let Some((id, now)) = notify::parse_environment_notice(n.payload()) {
-                            state.lifecycle.environment_changed(id, now);
+                        if let Some((id, now, by)) = notify::parse_environment_notice(n.payload()) {
+                            state.lifecycle.environment_noticed(id, now, by);
                         }
                     }
                     Err(err) => {

@@ -76,21 +76,40 @@ pub fn environment_notice(row: &EnvironmentRow) -> String {
 
 /// [`environment_notice`] of a row at `revision` and `status`, for a
 /// statement that sends it in the same breath as the change (so before the
-/// row is read back): a worker's outcome (`store::environments::settle`).
+/// row is read back).
 pub fn notice_of(id: Uuid, revision: i32, status: Status) -> String {
     format!("{id} {revision} {}", status.as_str())
 }
 
-/// Reads a payload on [`ENVIRONMENTS_CHANNEL`]: the environment's id, and
-/// its revision and status when the payload says them.
-pub fn parse_environment_notice(payload: &str) -> Option<(Uuid, Option<(i32, Status)>)> {
+/// [`notice_of`] for a worker's outcome (`store::environments::settle`),
+/// naming the replica whose worker wrote it (`<id> <revision> <status>
+/// <replica>`): that replica's waiting calls are handed the row by the
+/// worker itself right after (`app::Runtime::environment_settled`), so the
+/// notice tells them nothing they must read the row for.
+pub fn outcome_notice(id: Uuid, revision: i32, status: Status, replica: &str) -> String {
+    format!("{id} {revision} {} {replica}", status.as_str())
+}
+
+/// What a payload on [`ENVIRONMENTS_CHANNEL`] says: the environment's id,
+/// its revision and status when the payload says them, and the replica
+/// whose worker wrote it when it is an outcome's ([`outcome_notice`]).
+pub type EnvironmentNotice<'a> = (Uuid, Option<(i32, Status)>, Option<&'a str>);
+
+/// Reads a payload on [`ENVIRONMENTS_CHANNEL`] ([`EnvironmentNotice`]).
+pub fn parse_environment_notice(payload: &str) -> Option<EnvironmentNotice<'_>> {
     let mut parts = payload.split(' ');
     let id = Uuid::parse_str(parts.next()?).ok()?;
-    let now = match (parts.next(), parts.next(), parts.next()) {
-        (Some(revision), Some(status), None) => revision.parse().ok().zip(Status::parse(status)),
-        _ => None,
-    };
-    Some((id, now))
+    let said = |revision: &str, status| revision.parse().ok().zip(Status::parse(status));
+    Some(
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(revision), Some(status), None, None) => (id, said(revision, status), None),
+            (Some(revision), Some(status), Some(by), None) => match said(revision, status) {
+                Some(now) => (id, Some(now), Some(by)),
+                None => (id, None, None),
+            },
+            _ => (id, None, None),
+        },
+    )
 }
 
 /// Wakes whoever waits for environment `id` (the payload is only its id).
@@ -103,23 +122,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_environment_notice_names_the_id_and_when_it_says_so_the_revision_and_status() {
+    fn an_environment_notice_names_the_id_and_when_it_says_so_the_revision_status_and_writer() {
         let id = Uuid::new_v4();
         assert_eq!(
             parse_environment_notice(&format!("{id} 3 ready")),
-            Some((id, Some((3, Status::Ready))))
+            Some((id, Some((3, Status::Ready)), None))
+        );
+        let outcome = outcome_notice(id, 3, Status::Ready, "replica-1");
+        assert_eq!(
+            parse_environment_notice(&outcome),
+            Some((id, Some((3, Status::Ready)), Some("replica-1")))
         );
         // Only the id (a recreate's old generation): a waiter must read.
-        assert_eq!(parse_environment_notice(&id.to_string()), Some((id, None)));
+        assert_eq!(
+            parse_environment_notice(&id.to_string()),
+            Some((id, None, None))
+        );
         for unclear in [
             format!("{id} 3"),
             format!("{id} x ready"),
             format!("{id} 3 sleeping"),
-            format!("{id} 3 ready extra"),
+            format!("{id} 3 sleeping replica-1"),
+            format!("{id} 3 ready replica-1 extra"),
         ] {
             assert_eq!(
                 parse_environment_notice(&unclear),
-                Some((id, None)),
+                Some((id, None, None)),
                 "{unclear}"
             );
         }

@@ -191,6 +191,7 @@ async fn settle_unlocked(
         return Ok(None);
     }
     let now = state.now();
+    let replica = state.lifecycle.replica_id();
     let (settled, action, details, notice) = match outcome {
         EnvOutcome::Ready { env, adopted } => {
             let keys = seal_keys(state, seen, env)?;
@@ -208,14 +209,14 @@ async fn settle_unlocked(
                 settled,
                 AuditAction::EnvironmentReady,
                 ready_details(&expected, *adopted),
-                notify::environment_notice(&expected),
+                notify::outcome_notice(expected.id, expected.revision, expected.status, replica),
             )
         }
         EnvOutcome::Deleted { untouched } => (
             Settled::Deleted,
             AuditAction::EnvironmentDeleted,
             deleted_details(seen, untouched.as_deref()),
-            notify::notice_of(seen.id, seen.revision, Status::Deleted),
+            notify::outcome_notice(seen.id, seen.revision, Status::Deleted, replica),
         ),
         _ => return Ok(None),
     };

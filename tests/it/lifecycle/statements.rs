@@ -26,18 +26,19 @@ async fn writes(app: &TestApp, write: &str, path: &str) -> u64 {
     .await
 }
 
-/// Every notification about `id` that arrives within `for_`.
+/// Every notification about `id` that arrives within `for_`: what it says,
+/// and which replica's worker wrote it (an outcome's).
 async fn notices(
     listener: &mut PgListener,
     id: Uuid,
     for_: Duration,
-) -> Vec<Option<(i32, Status)>> {
+) -> Vec<(Option<(i32, Status)>, Option<String>)> {
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + for_;
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, listener.recv()).await {
-        if let Some((about, now)) = parse_environment_notice(n.payload()) {
+        if let Some((about, now, by)) = parse_environment_notice(n.payload()) {
             if about == id {
-                seen.push(now);
+                seen.push((now, by.map(str::to_owned)));
             }
         }
     }
@@ -68,13 +69,15 @@ async fn a_put_a_delete_and_their_outcomes_are_single_statements_announced_and_a
     // Each change's notification says the revision and status the row then
     // had. The new generation itself is not announced: nobody can be waiting
     // for an id that its PUT had not returned yet.
+    let here = app.state.lifecycle.replica_id().to_owned();
     assert_eq!(
         notices(&mut listener, id, Duration::from_millis(500)).await,
         [
-            Some((1, Status::Ready)),
-            Some((2, Status::Deleting)),
-            Some((2, Status::Deleted)),
-        ]
+            (Some((1, Status::Ready)), Some(here.clone())),
+            (Some((2, Status::Deleting)), None),
+            (Some((2, Status::Deleted)), Some(here)),
+        ],
+        "the outcomes' notices name the replica whose worker wrote them"
     );
     for (write, expected) in [("put", 1), ("delete", 1), ("outcome", 2)] {
         assert_eq!(writes(&app, write, "statement").await, expected, "{write}");
@@ -326,7 +329,7 @@ async fn announcements_queued_together_go_out_in_few_statements_and_every_one_ar
         let Ok(Ok(n)) = tokio::time::timeout_at(deadline, listener.recv()).await else {
             break;
         };
-        if let Some((id, said)) = parse_environment_notice(n.payload()) {
+        if let Some((id, said, _)) = parse_environment_notice(n.payload()) {
             assert_eq!(said, Some((2, Status::Deleting)));
             arrived.insert(id);
         }

@@ -86,7 +86,7 @@ impl Next {
 /// revision, the ephemeral id and key for the audit row), the job it holds
 /// (`job`, under `worker`'s lease), what to record, the audit row (`action`,
 /// `details`, as `system`), the notification (`notice`, the row's text after
-/// the change; see `notify::notice_of`), when, and the claim of the
+/// the change; see `notify::outcome_notice`), when, and the claim of the
 /// worker's next job, if it wants one.
 #[derive(Clone)]
 pub struct Settlement {
