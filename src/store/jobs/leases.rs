@@ -27,8 +27,9 @@ use crate::ids::TenantId;
 /// `background` (the worker's replica has a background slot free,
 /// `app::Runtime::reserve_background`): otherwise they are passed over, so
 /// that a wave of them never holds every worker while previews wait.
-/// `environments::settle` makes the same claim for a busy worker's next job
-/// (keep the two in step).
+/// `environments::settle` makes the same claim for a busy worker's next job,
+/// and `environments::settle_many` the same for several workers at once,
+/// of previews' jobs only (keep the three in step).
 pub async fn claim<'e>(
     db: impl sqlx::PgExecutor<'e>,
     worker: &str,

@@ -211,7 +211,7 @@ pub async fn settle<'e>(
         };
     }
     let row = match s.next {
-        // As `jobs::claim` (keep the two in step), the settled job not
+        // As `jobs::claim` (keep the three in step: `settle_many` too), the settled job not
         // counted against its tenant, and only if this statement settled it.
         Some(next) => settle_with!(
             "full_up as (
