@@ -71,21 +71,16 @@ pub async fn announce_committed<'e>(
 /// `<id> <revision> <status>`, so a waiter that already knows that revision
 /// and status need not read the row.
 pub fn environment_notice(row: &EnvironmentRow) -> String {
-    notice_of(row.id, row.revision, row.status)
+    format!("{} {} {}", row.id, row.revision, row.status.as_str())
 }
 
-/// [`environment_notice`] of a row at `revision` and `status`, for a
-/// statement that sends it in the same breath as the change (so before the
-/// row is read back).
-pub fn notice_of(id: Uuid, revision: i32, status: Status) -> String {
-    format!("{id} {revision} {}", status.as_str())
-}
-
-/// [`notice_of`] for a worker's outcome (`store::environments::settle`),
-/// naming the replica whose worker wrote it (`<id> <revision> <status>
-/// <replica>`): that replica's waiting calls are handed the row by the
-/// worker itself right after (`app::Runtime::environment_settled`), so the
-/// notice tells them nothing they must read the row for.
+/// [`environment_notice`] for a worker's outcome, sent by the statement
+/// that writes it (`store::environments::settle`), so before the row is
+/// read back; it also names the replica whose worker wrote it (`<id>
+/// <revision> <status> <replica>`): that replica's waiting calls are handed
+/// the row by the worker itself right after
+/// (`app::Runtime::environment_settled`), so the notice tells them nothing
+/// they must read the row for.
 pub fn outcome_notice(id: Uuid, revision: i32, status: Status, replica: &str) -> String {
     format!("{id} {revision} {} {replica}", status.as_str())
 }
